@@ -1,0 +1,27 @@
+"""Keep edgeq quiet and offline: OpenVINO/NNCF telemetry never runs.
+
+OpenVINO's converter and NNCF send usage events through `openvino_telemetry` (about 20 DNS
+look-ups of an analytics host during one `nncf.quantize`). Both fall back to a no-op stub when
+that package cannot be imported, so we make it unimportable before either is loaded, and set
+NNCF's own opt-out variable for child processes. Set EDGEQ_ALLOW_TELEMETRY=1 to opt back in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def quiet_nncf() -> None:
+    """NNCF logs every ignored node at INFO; our report says it once, better."""
+    import logging
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+
+
+def disable_telemetry() -> None:
+    if os.environ.get("EDGEQ_ALLOW_TELEMETRY") == "1":
+        return
+    os.environ.setdefault("NNCF_CI", "1")
+    if "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]

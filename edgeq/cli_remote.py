@@ -1,0 +1,262 @@
+"""CLI commands that run or talk to a server: serve, submit, jobs, export, models import.
+
+The gRPC side (`edgeq_server`) is imported inside each command, so `edgeq quantize` never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+SERVE_OPTIONS = ("store", "host", "port", "metrics_port", "keep_versions", "max_batch_size", "max_message_bytes",
+                 "max_queued_jobs", "tls_cert", "tls_key", "tls_client_ca", "token_file", "require_infer_token",
+                 "insecure", "state_dir", "inference_threads", "num_streams", "performance_hint")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, help="model store directory (EDGEQ_STORE)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default: off)")
+    parser.add_argument("--keep-versions", type=int, help="latest N versions of each model stay loaded")
+    parser.add_argument("--max-batch-size", type=int)
+    parser.add_argument("--max-message-bytes", type=int)
+    parser.add_argument("--max-queued-jobs", type=int)
+    parser.add_argument("--inference-threads", type=int, help="OpenVINO threads (default: all cores)")
+    parser.add_argument("--performance-hint", choices=["THROUGHPUT", "LATENCY"],
+                        help="OpenVINO hint: THROUGHPUT (default, many requests) or LATENCY (one request, all cores)")
+    parser.add_argument("--num-streams", help="OpenVINO NUM_STREAMS (default: chosen by the throughput hint)")
+    parser.add_argument("--state-dir", type=Path, help="jobs database and uploads (default: the store)")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (EDGEQ_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key (EDGEQ_TLS_KEY)")
+    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
+    parser.add_argument("--token-file", type=Path, help="'<manage|infer> <token>' per line; management RPCs need one")
+    parser.add_argument("--require-infer-token", action="store_true", default=None,
+                        help="inference needs a token too")
+    parser.add_argument("--insecure", action="store_true", default=None,
+                        help="allow a non-loopback address without TLS or tokens")
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in SERVE_OPTIONS if getattr(args, k, None) is not None}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from edgeq_server.app import serve_forever
+
+    serve_forever(**options_from_args(args))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeq_server.client import EdgeqClient
+    from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
+
+    with EdgeqClient(args.target) as client:
+        source = pb.ModelSource()
+        if args.model.startswith("timm:"):
+            source.timm = args.model[len("timm:"):]
+        elif args.model.endswith(".onnx"):
+            source.onnx_artifact = client.upload(args.model).sha256
+        else:
+            source.ir_artifact = client.upload(args.model).sha256
+        if args.weights:
+            source.weights_artifact = client.upload(args.weights).sha256
+        spec = pb.JobSpec(target_name=args.name, model=source, metric=args.metric, max_drop=args.max_drop,
+                          calibration_artifact=client.upload(args.calibration).sha256,
+                          validation_artifact=client.upload(args.validation).sha256 if args.validation else "",
+                          recipe=pb.Recipe(rules=args.rules or []))
+        job = client.submit(spec)
+        print(f"job {job.id} queued")
+        if args.no_watch:
+            return 0
+        with Progress(TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn()) as progress:
+            task = progress.add_task("queued", total=1.0, stage="")
+
+            def on_event(event: Any) -> None:
+                progress.update(task, completed=event.fraction, description=event.message, stage=event.stage)
+
+            final = client.watch(job.id, on_event)
+        state = pb.JobState.Name(final.state)
+        print(f"job {final.id}: {state}" + (f", version {final.version}" if final.version else "")
+              + (f": {final.error}" if final.error else ""))
+        for line in json.loads(final.result_json).get("summary", []) if final.result_json else []:
+            print(line)
+        return 0 if state == "SUCCEEDED" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from edgeq_server.client import EdgeqClient
+    from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
+
+    with EdgeqClient(args.target) as client:
+        if args.action == "cancel":
+            job = client.quantization.Cancel(pb.JobRef(id=args.job))
+            print(f"{job.id} {pb.JobState.Name(job.state)} {job.message}")
+            return 0
+        if args.action == "show":
+            job = client.quantization.Get(pb.JobRef(id=args.job))
+            print(job)
+            return 0
+        for job in client.quantization.List(pb.ListJobsRequest()).jobs:
+            print(f"{job.id}  {pb.JobState.Name(job.state):<9}  {job.target_name}  {job.stage}  {job.error or job.message}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from edgeq_server.client import EdgeqClient
+
+    with EdgeqClient(args.target) as client:
+        path = client.export(args.model, args.version, args.out)
+    print(f"bundle written to {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Table per concurrency (and per version with --compare-version); --json writes it."""
+    import asyncio
+    import ipaddress
+    import time
+
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from edgeq_server.loadgen import run_load
+
+    host = args.target.rsplit(":", 1)[0].strip("[]")
+    if host != "localhost" and not args.allow_remote:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            print(f"edgeq bench: {host} is not a loopback address; pass --allow-remote to load another machine")
+            return 2
+    data = np.load(args.data)["inputs"] if args.data else None
+    versions = [str(args.version or "")] + ([str(args.compare_version)] if args.compare_version else [])
+    rows = []
+    with Progress(transient=True) as progress:
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            for round_index in range(args.rounds if args.compare_version else 1):
+                for version in versions:
+                    task = progress.add_task(f"c={concurrency} v={version or 'latest'} round {round_index + 1}",
+                                             total=args.duration)
+                    began = time.perf_counter()
+
+                    def tick(_count: int, task: Any = task, began: float = began) -> None:
+                        progress.update(task, completed=min(args.duration, time.perf_counter() - began))
+
+                    result = asyncio.run(run_load(args.target, args.model, version=version, concurrency=concurrency,
+                                                  duration=args.duration, max_requests=args.max_requests,
+                                                  batch=args.batch, data=data, on_tick=tick))
+                    progress.remove_task(task)
+                    rows.append(result.to_dict())
+    table = Table(title=f"edgeq bench {args.model} @ {args.target} (batch {args.batch})")
+    for column in ("version", "concurrency", "requests", "errors", "infer/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(row["version"], str(row["concurrency"]), str(row["requests"]), str(row["errors"]),
+                      f"{row['throughput']:.1f}", f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                      f"{row['max_ms']:.2f}")
+    Console(width=140).print(table)
+    summary: dict[str, Any] = {"rows": rows}
+    if args.compare_version:
+        ratios = {}
+        for concurrency in sorted({r["concurrency"] for r in rows}):
+            def median(version: str) -> float:
+                values = sorted(r["throughput"] for r in rows if r["concurrency"] == concurrency and r["version"] == version)
+                return values[len(values) // 2]
+            ratios[str(concurrency)] = median(versions[0] or "latest") / max(1e-9, median(versions[1]))
+            print(f"concurrency {concurrency}: version {versions[0] or 'latest'} / version {versions[1]} "
+                  f"throughput ratio x{ratios[str(concurrency)]:.2f} (median of {args.rounds} alternating rounds)")
+        summary["ratios"] = ratios
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server reports SERVING (for Docker HEALTHCHECK and scripts)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(args.target) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                               timeout=args.timeout)
+    except grpc.RpcError as error:
+        print(f"unhealthy: {error.code().name}: {error.details()}")
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from edgeq.store import ModelStore
+    from edgeq.store.bundle import import_bundle
+
+    info = import_bundle(ModelStore(args.store), Path(args.bundle), args.name)
+    print(f"imported {info.name} version {info.version} into {args.store}")
+    return 0
+
+
+def add_remote_commands(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the gRPC server (KServe v2 inference + edgeq management)")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    submit = commands.add_parser("submit", help="upload a model and data to a server and quantize there")
+    submit.add_argument("--target", default="127.0.0.1:8001")
+    submit.add_argument("--model", required=True)
+    submit.add_argument("--weights")
+    submit.add_argument("--calibration", required=True)
+    submit.add_argument("--validation")
+    submit.add_argument("--name", required=True)
+    submit.add_argument("--metric", default="agreement")
+    submit.add_argument("--max-drop", type=float, default=0.01)
+    submit.add_argument("--rule", action="append", dest="rules")
+    submit.add_argument("--no-watch", action="store_true")
+    submit.set_defaults(func=cmd_submit)
+
+    jobs = commands.add_parser("jobs", help="list, show or cancel jobs on a server")
+    jobs.add_argument("action", choices=["list", "show", "cancel"])
+    jobs.add_argument("job", nargs="?")
+    jobs.add_argument("--target", default="127.0.0.1:8001")
+    jobs.set_defaults(func=cmd_jobs)
+
+    bench = commands.add_parser("bench", help="load-test a KServe v2 gRPC server (edgeq, OVMS, Triton)")
+    bench.add_argument("--target", default="127.0.0.1:8001")
+    bench.add_argument("--model", required=True)
+    bench.add_argument("--version", type=int, default=0)
+    bench.add_argument("--compare-version", type=int, help="alternate rounds with this version; print the ratio")
+    bench.add_argument("--concurrency", default="1,4,16")
+    bench.add_argument("--duration", type=float, default=30.0, help="seconds per concurrency and version")
+    bench.add_argument("--max-requests", type=int, default=1_000_000)
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare-version")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--data", help=".npz with 'inputs' (default: random inputs of the model's shape)")
+    bench.add_argument("--json", help="write the table as JSON")
+    bench.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    bench.set_defaults(func=cmd_bench)
+
+    health = commands.add_parser("health", help="gRPC health check of a server (exit 0 when SERVING)")
+    health.add_argument("--target", default="127.0.0.1:8001")
+    health.add_argument("--service", default="")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(func=cmd_health)
+
+    export = commands.add_parser("export", help="download a model version as a verified bundle")
+    export.add_argument("model")
+    export.add_argument("--version", type=int, default=0)
+    export.add_argument("--out", default=".")
+    export.add_argument("--target", default="127.0.0.1:8001")
+    export.set_defaults(func=cmd_export)

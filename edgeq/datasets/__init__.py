@@ -1,0 +1,1 @@
+"""Readers for data sets that arrive through package registries (never a hub)."""

@@ -1,0 +1,48 @@
+"""`edgeq demo`: quantize the Fashion-MNIST ViT shipped with edgeq, print its report, optionally serve it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.datasets import fashion_mnist
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fmnist_sample.npz"
+
+
+def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> tuple[Path, Path]:
+    """Calibration from the training split, validation from the test split (Debian's package)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    calibration_path, validation_path = folder / "calibration.npz", folder / "validation.npz"
+    train_x, train_y = fashion_mnist.load("train", limit=calibration)
+    test_x, test_y = fashion_mnist.load("test", limit=validation)
+    from edgeq.models import fmnist_vit
+
+    def normalise(x: np.ndarray) -> np.ndarray:
+        return ((x - fmnist_vit.MEAN[0]) / fmnist_vit.STD[0]).astype(np.float32)
+
+    np.savez(calibration_path, inputs=normalise(train_x), labels=train_y)
+    np.savez(validation_path, inputs=normalise(test_x), labels=test_y)
+    return calibration_path, validation_path
+
+
+def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
+    from edgeq.cli import run_with_progress
+    from edgeq.quantization.accuracy import Budget
+    from edgeq.quantization.pipeline import QuantizeRequest
+    from edgeq.report.summary import summary_lines
+
+    calibration, validation = demo_data(store / ".demo-data")
+    request = QuantizeRequest(model="timm:edgeq_vit_fmnist", calibration=calibration, validation=validation,
+                              store=store, name="vit-fmnist", metric="top1", budget=Budget(0.005))
+    result = run_with_progress(request)
+    for line in summary_lines(result.report):
+        print(line)
+    print(f"published vit-fmnist version {result.version}: {result.path}")
+    if serve:
+        from edgeq_server.app import serve_forever
+
+        print(f"serving {store} on 127.0.0.1:{port} (KServe v2 gRPC); Ctrl-C stops")
+        serve_forever(store=store, host="127.0.0.1", port=port)
+    return 0

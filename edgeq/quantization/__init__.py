@@ -1,0 +1,1 @@
+"""Quantization: ignored-scope rules, NNCF PTQ, accuracy-aware fallback, per-layer analysis."""

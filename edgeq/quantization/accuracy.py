@@ -1,0 +1,87 @@
+"""Metrics of a quantized model against its float reference.
+
+- `top1`: labelled top-1 accuracy (needs labels)
+- `agreement`: share of samples whose top-1 class equals the float model's (no labels needed)
+- `cosine`: mean cosine similarity of outputs with the float model's (models without classes)
+
+The reference is the float model at true FP32, run once and cached by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import openvino as ov
+
+from edgeq.errors import InvalidArgument
+
+METRICS = ("agreement", "top1", "cosine")
+
+
+def run(compiled: ov.CompiledModel, inputs: Iterable[np.ndarray], count: int) -> np.ndarray:
+    """First output for each input (batch 1 each), in order, with all infer requests busy."""
+    results: list[np.ndarray | None] = [None] * count
+    queue = ov.AsyncInferQueue(compiled)
+
+    def done(request: ov.InferRequest, index: int) -> None:
+        results[index] = request.get_output_tensor(0).data.copy()
+
+    queue.set_callback(done)
+    seen = 0
+    for index, array in enumerate(inputs):
+        queue.start_async({0: np.ascontiguousarray(array[None], dtype=np.float32)}, userdata=index)
+        seen += 1
+    queue.wait_all()
+    if seen != count:
+        raise InvalidArgument(f"expected {count} samples, the data set yielded {seen}")
+    return np.concatenate([r for r in results if r is not None], axis=0)
+
+
+def per_sample(metric: str, outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """One score per sample; the metric is their mean."""
+    if metric == "top1":
+        if labels is None:
+            raise InvalidArgument("metric top1 needs labels: use an .npz with 'labels' or an archive in class folders, "
+                                  "or choose --metric agreement")
+        return (_classes(outputs) == labels).astype(np.float64)
+    if metric == "agreement":
+        return (_classes(outputs) == _classes(reference)).astype(np.float64)
+    if metric == "cosine":
+        a = outputs.reshape(len(outputs), -1).astype(np.float64)
+        b = reference.reshape(len(reference), -1).astype(np.float64)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
+    raise InvalidArgument(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+def _classes(outputs: np.ndarray) -> np.ndarray:
+    if outputs.ndim != 2:
+        raise InvalidArgument(f"top-1 metrics need (N, classes) outputs, the model gives {list(outputs.shape)}: "
+                              "use --metric cosine")
+    return outputs.argmax(axis=1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An accuracy budget: `max_drop` absolute (points of the metric, 0.005 = 0.5 points) or relative."""
+
+    max_drop: float = 0.01
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_drop < 1:
+            raise InvalidArgument(f"max drop must be in [0, 1), got {self.max_drop}")
+
+    def drop(self, reference_score: float, score: float) -> float:
+        drop = reference_score - score
+        return drop / reference_score if self.relative and reference_score else drop
+
+    def met(self, reference_score: float, score: float) -> bool:
+        return self.drop(reference_score, score) <= self.max_drop + 1e-12
+
+
+def reference_score(metric: str, reference: np.ndarray, labels: np.ndarray | None) -> float:
+    """The float model's own score: 1.0 for agreement/cosine by definition."""
+    return float(per_sample(metric, reference, reference, labels).mean())

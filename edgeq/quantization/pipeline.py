@@ -1,0 +1,256 @@
+"""One quantization job from import to publish, emitting progress events.
+
+import → data → float reference (true FP32) → PTQ with ignored-scope rules → accuracy
+→ [accuracy-aware fallback in a child process] → analysis (SQNR, size, speed) → report → publish.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq._offline import disable_telemetry
+from edgeq.errors import Cancelled, InvalidArgument
+from edgeq.quantization.accuracy import METRICS, Budget
+from edgeq.quantization.events import EventSink, ProgressEvent, ignore
+from edgeq.quantization.fallback import FallbackSettings
+from edgeq.quantization.recipe import Recipe
+from edgeq.quantization.speed import SpeedSettings
+from edgeq.sources.spec import Preprocess
+
+disable_telemetry()
+
+
+@dataclass
+class QuantizeRequest:
+    """Everything one job needs; validated before any heavy work starts."""
+
+    model: str
+    calibration: str | Path
+    store: str | Path
+    name: str
+    weights: str | Path | None = None
+    validation: str | Path | None = None
+    input_shape: tuple[int, ...] | None = None
+    preprocess: Preprocess | None = None
+    output_node: str | None = None
+    metric: str = "agreement"
+    budget: Budget = field(default_factory=Budget)
+    recipe: Recipe = field(default_factory=Recipe)
+    fallback: FallbackSettings | None = field(default_factory=FallbackSettings)
+    holdout_fraction: float = 0.3
+    validation_limit: int | None = 10_000
+    sensitivity_samples: int = 8
+    speed: SpeedSettings | None = field(default_factory=SpeedSettings)
+    min_speedup: float | None = 1.1  # speed gate vs the default float model; None: no gate
+    auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
+    ranking_samples: int = 300
+
+    def __post_init__(self) -> None:
+        from edgeq.names import check_model_name
+
+        check_model_name(self.name)
+        if self.metric not in METRICS:
+            raise InvalidArgument(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if not 0.05 <= self.holdout_fraction <= 0.5:
+            raise InvalidArgument(f"hold-out fraction must be in [0.05, 0.5], got {self.holdout_fraction}")
+        if self.validation_limit is not None and self.validation_limit < 1:
+            raise InvalidArgument("validation limit must be positive")
+
+
+@dataclass
+class QuantizeResult:
+    name: str
+    version: int
+    path: Path
+    report: dict[str, Any]
+
+    @property
+    def budget_met(self) -> bool:
+        return bool(self.report["accuracy"]["met"])
+
+
+def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stream samples into a .npy memory map (bounded RAM); labels as an array (or None)."""
+    data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(samples), *shape))
+    labels = np.full(len(samples), -1, dtype=np.int64)
+    count = 0
+    for sample in samples:
+        data[sample.index] = sample.input
+        labels[sample.index] = -1 if sample.label is None else sample.label
+        count += 1
+    if count == 0:
+        raise InvalidArgument("the data set is empty")
+    data.flush()
+    return np.load(path, mmap_mode="r"), (labels if samples.has_labels else None)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._stage: str | None = None
+        self._started = 0.0
+
+    def start(self, stage: str) -> None:
+        self.stop()
+        self._stage, self._started = stage, time.perf_counter()
+
+    def stop(self) -> None:
+        if self._stage is not None:
+            self.timings[self._stage] = round(time.perf_counter() - self._started, 3)
+            self._stage = None
+
+
+def run(request: QuantizeRequest, on_event: EventSink = ignore,
+        cancelled: Callable[[], bool] = lambda: False) -> QuantizeResult:
+    """Run one job; raise an EdgeqError on bad input, return a result (budget met or not) otherwise."""
+    import openvino as ov
+
+    from edgeq import data as datasets
+    from edgeq.compile import compile_cpu, cpu_description
+    from edgeq.data.samples import first, hold_out
+    from edgeq.quantization import accuracy, fallback, graph, ptq, rules, sensitivity, speed
+    from edgeq.report.html import write_html
+    from edgeq.report.summary import build_report
+    from edgeq.sources import load_model
+    from edgeq.store import ModelStore
+
+    clock = _Clock()
+    started = time.perf_counter()
+
+    def emit(stage: str, fraction: float, message: str, **metrics: Any) -> None:
+        if cancelled():
+            raise Cancelled(f"job cancelled during {stage}")
+        clock.start(stage)
+        on_event(ProgressEvent(stage, fraction, message, metrics))
+
+    store = ModelStore(request.store)
+    work = store.staging_dir()
+    staged: Path | None = None
+    try:
+        emit("import", 0.02, f"importing {request.model}")
+        loaded = load_model(request.model, weights=request.weights, input_shape=request.input_shape,
+                            preprocess=request.preprocess, output_node=request.output_node)
+        spec = loaded.input
+        warnings = list(loaded.notes)
+
+        emit("data", 0.08, "reading calibration and validation data")
+        calibration_set = datasets.open_samples(request.calibration, spec, loaded.preprocess)
+        if request.validation is not None:
+            validation_set = datasets.open_samples(request.validation, spec, loaded.preprocess)
+            held_out = False
+        else:
+            calibration_set, validation_set = hold_out(calibration_set, request.holdout_fraction)
+            held_out = True
+            warnings.append(f"no validation set: 1 in {round(1 / request.holdout_fraction)} calibration samples "
+                            f"({len(validation_set)}) held out to measure accuracy")
+        if request.validation_limit and len(validation_set) > request.validation_limit:
+            validation_set = first(validation_set, request.validation_limit)
+        calibration_inputs, _ = _materialise(first(calibration_set, request.recipe.subset_size), work / "calibration.npy", spec.shape)
+        validation_inputs, labels = _materialise(validation_set, work / "validation.npy", spec.shape)
+        if request.metric == "top1" and labels is None:
+            raise InvalidArgument("metric top1 needs labelled validation data (an .npz with 'labels' or class folders); "
+                                  "use --metric agreement for unlabelled data")
+
+        emit("reference", 0.15, f"float reference at FP32 on {len(validation_inputs)} samples")
+        float_model = loaded.model
+        reference = accuracy.run(compile_cpu(float_model, precision="f32"), validation_inputs, len(validation_inputs))
+        float_score = accuracy.reference_score(request.metric, reference, labels)
+
+        recipe, searched_model, search_table = request.recipe, None, None
+        if request.auto:
+            from edgeq.quantization.search import search
+
+            emit("search", 0.2, "trying recipe candidates on a ranking subset")
+            count = min(request.ranking_samples, len(validation_inputs))
+            recipe, searched_model, search_table = search(
+                float_model, np.asarray(calibration_inputs), np.asarray(validation_inputs[:count]), reference[:count],
+                None if labels is None else labels[:count], request.metric, request.recipe)
+        emit("quantize", 0.25, f"NNCF PTQ on {len(calibration_inputs)} calibration samples")
+        matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
+        warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)
+        ignored = rules.ignored_names(matches)
+        int8_model = searched_model or ptq.quantize(float_model, calibration_inputs, recipe, ignored)
+        plain_quantized = graph.quantized_ops(int8_model)
+
+        emit("accuracy", 0.45, "measuring INT8 accuracy")
+        int8_outputs = accuracy.run(compile_cpu(int8_model), validation_inputs, len(validation_inputs))
+        ptq_score = float(accuracy.per_sample(request.metric, int8_outputs, reference, labels).mean())
+        final_model, final_outputs, final_score = int8_model, int8_outputs, ptq_score
+        fallback_report: dict[str, Any] = {"ran": False, "reverted": [], "status": "not needed"}
+        if not request.budget.met(float_score, ptq_score):
+            if request.fallback is None:
+                fallback_report["status"] = "disabled"
+            else:
+                emit("fallback", 0.5, "accuracy below budget: reverting layers to float (accuracy control)",
+                     drop=request.budget.drop(float_score, ptq_score))
+                child_dir = work / "fallback"
+                fallback.prepare(child_dir, float_model, np.asarray(calibration_inputs), np.asarray(validation_inputs),
+                                 reference, labels, {
+                                     "metric": request.metric, "max_drop": request.budget.max_drop,
+                                     "relative": request.budget.relative, "recipe": recipe.to_dict(),
+                                     "ignored": ignored, "max_iterations": request.fallback.max_iterations,
+                                     "ranking_subset_size": request.fallback.ranking_subset_size,
+                                 })
+                outcome = fallback.run_in_child(child_dir, request.fallback, cancelled)
+                fallback_report = {"ran": True, "status": outcome.status, "reason": outcome.reason,
+                                   "seconds": round(outcome.seconds, 2), "timings": outcome.timings, "reverted": []}
+                if outcome.model_path is not None:
+                    final_model = ov.Core().read_model(str(outcome.model_path))
+                    final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
+                    final_score = float(accuracy.per_sample(request.metric, final_outputs, reference, labels).mean())
+                    reverted = fallback.reverted_layers(plain_quantized, graph.quantized_ops(final_model))
+                    plain_sqnr = sensitivity.per_layer_sqnr(
+                        float_model, int8_model, reverted, np.asarray(calibration_inputs[: request.sensitivity_samples]))
+                    fallback_report["reverted"] = [
+                        {"layer": name, "type": t, "plain_ptq_sqnr_db": plain_sqnr.get(name),
+                         "reason": "ranked most harmful to the metric by accuracy control; reverted to meet the budget"}
+                        for name, t in graph.op_types(float_model, reverted).items()]
+                else:
+                    warnings.append(f"fallback {outcome.status}: {outcome.reason}; the plain PTQ model is kept")
+
+        emit("analyse", 0.7, "per-layer SQNR, size and speed")
+        final_quantized = graph.quantized_ops(final_model)
+        probe = np.asarray(calibration_inputs[: request.sensitivity_samples])
+        sqnr = sensitivity.per_layer_sqnr(float_model, final_model, sorted(final_quantized), probe)
+        speed_report = speed.compare(float_model, final_model, spec.shape, request.speed) if request.speed else None
+        diagnostics = {
+            "agreement": float(accuracy.per_sample("agreement", final_outputs, reference, labels).mean())
+            if reference.ndim == 2 else None,
+            "cosine": float(accuracy.per_sample("cosine", final_outputs, reference, labels).mean()),
+        }
+
+        emit("report", 0.9, "writing the report")
+        staged = store.staging_dir()
+        ov.save_model(final_model, str(staged / "model.xml"), compress_to_fp16=False)
+        clock.stop()
+        report = build_report(
+            request=request, loaded=loaded, calibration_count=len(calibration_inputs), calibration_total=len(calibration_set),
+            validation_count=len(validation_inputs), held_out=held_out, has_labels=labels is not None,
+            matches=matches, float_score=float_score, ptq_score=ptq_score, final_score=final_score,
+            diagnostics=diagnostics, fallback=fallback_report,
+            quantizable=graph.quantizable_ops(float_model), quantized=sorted(final_quantized), sqnr=sqnr,
+            sizes={"float_bytes": speed.model_size_bytes(float_model), "int8_bytes": (staged / "model.bin").stat().st_size},
+            speed=speed_report, cpu=cpu_description(), timings=clock.timings, warnings=warnings, recipe=recipe,
+            search=search_table,
+            seconds=time.perf_counter() - started,
+        )
+        (staged / "edgeq.json").write_text(json.dumps(report, indent=2, default=str))
+        write_html(report, staged / "report.html")
+
+        emit("publish", 0.97, f"publishing {request.name}")
+        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]})
+        on_event(ProgressEvent("done", 1.0, f"published {request.name} version {info.version}",
+                               {"version": info.version, "met": report["accuracy"]["met"]}))
+        return QuantizeResult(request.name, info.version, info.path, report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if staged is not None and staged.exists():  # not published: never visible, remove it
+            shutil.rmtree(staged, ignore_errors=True)

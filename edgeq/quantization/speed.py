@@ -1,0 +1,91 @@
+"""Throughput and latency of INT8 against true FP32 and OpenVINO's default float precision.
+
+Measured in one run, alternating between the variants round by round (the machine is noisy;
+ratios of interleaved medians are what we trust). On AMX CPUs the default runs float models in
+BF16, so "INT8 vs default" is the honest speed-up; "INT8 vs FP32" is the flattering one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from edgeq.compile import compile_cpu
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    batch_sizes: tuple[int, ...] = (1,)
+    seconds_per_round: float = 1.0
+    rounds: int = 3
+
+
+def _throughput(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -> float:
+    queue = ov.AsyncInferQueue(compiled)
+    done = 0
+
+    def count(_request: ov.InferRequest, _data: Any) -> None:
+        nonlocal done
+        done += 1
+
+    queue.set_callback(count)
+    for _ in range(len(queue)):  # warm-up
+        queue.start_async({0: batch})
+    queue.wait_all()
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        queue.start_async({0: batch})
+    queue.wait_all()
+    return done * len(batch) / (time.perf_counter() - started)
+
+
+def _latency_ms(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -> float:
+    request = compiled.create_infer_request()
+    request.infer({0: batch})
+    samples: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(samples) < 3:
+        begin = time.perf_counter()
+        request.infer({0: batch})
+        samples.append((time.perf_counter() - begin) * 1000)
+    return statistics.median(samples)
+
+
+def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int, ...],
+            settings: SpeedSettings = SpeedSettings()) -> dict[str, Any]:
+    variants = {"int8": (int8_model, "default"), "fp32": (float_model, "f32"), "float_default": (float_model, "default")}
+    compiled_tp = {k: compile_cpu(m, precision=p, hint="THROUGHPUT") for k, (m, p) in variants.items()}
+    compiled_lat = {k: compile_cpu(m, precision=p, hint="LATENCY") for k, (m, p) in variants.items()}
+    default_precision = compiled_tp["float_default"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    rng = np.random.default_rng(0)
+    results: dict[str, Any] = {"batches": {}, "float_default_precision": default_precision,
+                               "rounds": settings.rounds, "seconds_per_round": settings.seconds_per_round}
+    for batch_size in settings.batch_sizes:
+        batch = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
+        tps: dict[str, list[float]] = {k: [] for k in variants}
+        lats: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(settings.rounds):
+            for key in variants:
+                tps[key].append(_throughput(compiled_tp[key], batch, settings.seconds_per_round))
+                lats[key].append(_latency_ms(compiled_lat[key], batch, settings.seconds_per_round / 2))
+        row = {f"{k}_throughput": statistics.median(v) for k, v in tps.items()}
+        row.update({f"{k}_latency_ms": statistics.median(v) for k, v in lats.items()})
+        row["speedup_vs_fp32"] = row["int8_throughput"] / row["fp32_throughput"]
+        row["speedup_vs_default"] = row["int8_throughput"] / row["float_default_throughput"]
+        results["batches"][str(batch_size)] = row
+    return results
+
+
+def model_size_bytes(model: ov.Model) -> int:
+    """Bytes of constant data (weights) in the graph."""
+    total = 0
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant":
+            total += int(op.get_byte_size())
+    return total

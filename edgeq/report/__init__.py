@@ -1,0 +1,1 @@
+"""Reports: `edgeq.json` for machines and `report.html` (self-contained, with plots) for people."""

@@ -1,0 +1,249 @@
+"""Loaded model versions: load, infer, hot-swap to new versions, unload.
+
+Inference runs on OpenVINO's AsyncInferQueue. A semaphore sized to the queue guarantees an idle
+infer request before `start_async`, so the asyncio event loop never blocks; the completion
+callback (an OpenVINO thread) hands the outputs back with `call_soon_threadsafe`. A request holds
+a reference to the version it started on, so unloading or swapping never drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
+from edgeq.names import check_model_name
+from edgeq.runtime.stats import VersionStats
+from edgeq.runtime.tensors import datatype_of
+from edgeq.store import ModelStore, VersionInfo
+
+log = logging.getLogger("edgeq.runtime")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1: variable; includes the batch dimension
+
+
+@dataclass
+class RuntimeConfig:
+    max_batch_size: int = 64
+    keep_versions: int = 1  # latest N versions of each model stay loaded
+    num_streams: str | None = None  # OpenVINO NUM_STREAMS; None: the throughput hint decides
+    inference_threads: int | None = None
+    performance_hint: str = "THROUGHPUT"  # LATENCY: one request uses every core (best at concurrency 1)
+
+
+@dataclass
+class LoadedVersion:
+    name: str
+    version: int
+    compiled: Any  # openvino.CompiledModel
+    queue: Any  # openvino.AsyncInferQueue
+    slots: asyncio.Semaphore
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    report: dict[str, Any]
+    stats: VersionStats = field(default_factory=VersionStats)
+
+    def check_inputs(self, arrays: dict[str, np.ndarray], max_batch: int) -> int:
+        """Validate names, dtypes and shapes; return the batch size."""
+        expected = {spec.name: spec for spec in self.inputs}
+        unknown = sorted(set(arrays) - set(expected))
+        if unknown:
+            raise InvalidArgument(f"model {self.name!r} has no input(s) {unknown}; its inputs are {sorted(expected)}")
+        missing = sorted(set(expected) - set(arrays))
+        if missing:
+            raise InvalidArgument(f"model {self.name!r} needs input(s) {missing}")
+        batch = -1
+        for name, array in arrays.items():
+            spec = expected[name]
+            datatype = datatype_of(array.dtype)
+            if datatype != spec.datatype:
+                raise InvalidArgument(f"input {name!r}: datatype {datatype}, the model needs {spec.datatype}")
+            if len(array.shape) != len(spec.shape) or any(
+                    want not in (-1, got) for want, got in zip(spec.shape[1:], array.shape[1:])):
+                raise InvalidArgument(f"input {name!r}: shape {list(array.shape)}, the model needs {list(spec.shape)} "
+                                      "(-1: any size)")
+            if not 1 <= array.shape[0] <= max_batch:
+                raise InvalidArgument(f"input {name!r}: batch size {array.shape[0]} must be 1..{max_batch}")
+            if batch not in (-1, array.shape[0]):
+                raise InvalidArgument(f"inputs disagree on the batch size ({batch} vs {array.shape[0]})")
+            batch = array.shape[0]
+        return batch
+
+
+def _tensor_specs(ports: Any) -> list[TensorSpec]:
+    specs = []
+    for port in ports:
+        partial = port.get_partial_shape()
+        shape = tuple(-1 if d.is_dynamic else d.get_length() for d in partial)
+        specs.append(TensorSpec(port.get_any_name(), datatype_of(port.get_element_type().to_dtype()), shape))
+    return specs
+
+
+class ModelRegistry:
+    def __init__(self, store: ModelStore, config: RuntimeConfig | None = None):
+        self.store = store
+        self.config = config or RuntimeConfig()
+        self.loaded: dict[str, dict[int, LoadedVersion]] = {}
+        self.loading: set[tuple[str, int]] = set()
+        self.unloaded_by_user: set[str] = set()
+        self.inflight = 0  # requests between validation and response, over all models
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- loading
+    def _compile(self, info: VersionInfo) -> tuple[Any, Any]:
+        import openvino as ov
+
+        from edgeq.compile import compile_cpu
+
+        extra: dict[str, Any] = {}
+        if self.config.num_streams:
+            extra["NUM_STREAMS"] = self.config.num_streams
+        if self.config.inference_threads:
+            extra["INFERENCE_NUM_THREADS"] = self.config.inference_threads
+        compiled = compile_cpu(str(info.xml), hint=self.config.performance_hint, extra=extra)
+        return compiled, ov.AsyncInferQueue(compiled)
+
+    async def _load(self, info: VersionInfo) -> LoadedVersion:
+        key = (info.name, info.version)
+        self.loading.add(key)
+        try:
+            compiled, queue = await asyncio.to_thread(self._compile, info)
+        finally:
+            self.loading.discard(key)
+        queue.set_callback(_dispatch)
+        loaded = LoadedVersion(info.name, info.version, compiled, queue, asyncio.Semaphore(len(queue)),
+                               _tensor_specs(compiled.inputs), _tensor_specs(compiled.outputs), info.report())
+        log.info("loaded %s version %d (%d infer requests)", info.name, info.version, len(queue))
+        return loaded
+
+    async def refresh(self) -> None:
+        """Load the latest N versions of every model in the store, then unload older ones."""
+        async with self._lock:
+            for name in self.store.names():
+                if name in self.unloaded_by_user:
+                    continue
+                await self._sync_model(name)
+            for name in list(self.loaded):
+                if not self.store.versions(name):
+                    self.loaded.pop(name, None)
+
+    async def _sync_model(self, name: str) -> None:
+        wanted = self.store.versions(name)[-self.config.keep_versions:]
+        current = self.loaded.setdefault(name, {})
+        for info in wanted:
+            if info.version not in current:
+                try:
+                    current[info.version] = await self._load(info)
+                except Exception as error:  # noqa: BLE001 - one bad version must not stop the others
+                    log.error("cannot load %s version %d: %s", name, info.version, error)
+        keep = {info.version for info in wanted}
+        for version in [v for v in current if v not in keep]:
+            current.pop(version)  # in-flight requests keep their reference; the queue drains by itself
+        if not current:
+            self.loaded.pop(name, None)
+
+    async def load(self, name: str) -> None:
+        check_model_name(name)
+        if not self.store.versions(name):
+            raise NotFound(f"model {name!r} is not in the store")
+        self.unloaded_by_user.discard(name)
+        async with self._lock:
+            await self._sync_model(name)
+        if name not in self.loaded:
+            raise FailedPrecondition(f"model {name!r} could not be loaded; see the server log")
+
+    async def unload(self, name: str) -> None:
+        check_model_name(name)
+        async with self._lock:
+            if name not in self.loaded:
+                raise NotFound(f"model {name!r} is not loaded")
+            self.unloaded_by_user.add(name)
+            self.loaded.pop(name)
+
+    def is_loading(self, name: str, version: int) -> bool:
+        return (name, version) in self.loading
+
+    # ---------------------------------------------------------------- lookup
+    def get(self, name: str, version: str | int = "") -> LoadedVersion:
+        versions = self.loaded.get(name)
+        if not versions:
+            if name and any(name == n for n in self._store_names()):
+                raise NotFound(f"model {name!r} is in the store but not loaded (RepositoryModelLoad loads it)")
+            raise NotFound(f"model {name!r} is not served; available: {sorted(self.loaded)}")
+        if version in ("", 0, "0", None):
+            return versions[max(versions)]
+        try:
+            number = int(version)
+        except ValueError:
+            raise InvalidArgument(f"model version {version!r} is not an integer") from None
+        if number not in versions:
+            raise NotFound(f"version {number} of model {name!r} is not loaded; loaded versions: {sorted(versions)}")
+        return versions[number]
+
+    def _store_names(self) -> list[str]:
+        try:
+            return self.store.names()
+        except Exception:  # noqa: BLE001
+            return []
+
+    def all_loaded(self) -> list[LoadedVersion]:
+        return [lv for versions in self.loaded.values() for lv in versions.values()]
+
+    # ---------------------------------------------------------------- inference
+    async def infer(self, target: LoadedVersion, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one request; outputs in the model's output order."""
+        started = time.perf_counter_ns()
+        try:
+            batch = target.check_inputs(arrays, self.config.max_batch_size)
+        except InvalidArgument:
+            target.stats.record_failure(time.perf_counter_ns() - started)
+            raise
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[np.ndarray]] = loop.create_future()
+        self.inflight += 1
+        await target.slots.acquire()
+        queued = time.perf_counter_ns()
+        try:
+            def done(request: Any) -> None:  # runs on an OpenVINO thread
+                try:
+                    outputs = [request.get_output_tensor(i).data.copy() for i in range(len(target.outputs))]
+                    loop.call_soon_threadsafe(_resolve, future, outputs, None)
+                except Exception as error:  # noqa: BLE001 - hand any failure to the awaiting coroutine
+                    loop.call_soon_threadsafe(_resolve, future, None, error)
+
+            ordered = {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in target.inputs}
+            target.queue.start_async(ordered, done)
+            outputs = await future
+        except Exception:
+            target.stats.record_failure(time.perf_counter_ns() - started)
+            raise
+        finally:
+            target.slots.release()
+            self.inflight -= 1
+        finished = time.perf_counter_ns()
+        target.stats.record_success(batch, queued - started, finished - queued, finished - started)
+        return outputs
+
+
+def _resolve(future: asyncio.Future, outputs: Any, error: BaseException | None) -> None:  # type: ignore[type-arg]
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(outputs)
+
+
+def _dispatch(request: Any, done: Any) -> None:
+    """The one AsyncInferQueue callback: each request carries its own completion as userdata."""
+    done(request)

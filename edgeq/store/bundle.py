@@ -1,0 +1,67 @@
+"""Bundles: one version as a .tar (IR, edgeq.json, report.html, manifest.json) for edge devices.
+
+`export_bundle` writes one; `import_bundle` verifies every sha256 against the manifest before
+publishing it atomically into a local store. A tampered bundle changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+from edgeq.data.archive import SafeArchive
+from edgeq.errors import InvalidArgument
+from edgeq.store.repository import MANIFEST, ModelStore, VersionInfo, verify_manifest
+
+
+def export_bundle(info: VersionInfo, out: Path) -> Path:
+    verify_manifest(info.path)
+    with tarfile.open(out, "w") as archive:
+        for item in sorted(info.path.iterdir()):
+            if item.is_file():
+                archive.add(item, arcname=f"{info.name}/{info.version}/{item.name}", recursive=False)
+    return out
+
+
+def import_bundle(store: ModelStore, bundle: Path, name: str | None = None) -> VersionInfo:
+    safe = SafeArchive(bundle)
+    roots = {tuple(Path(e.name).parts[:1]) for e in safe.entries}
+    if len(roots) != 1 or any(len(Path(e.name).parts) != 3 for e in safe.entries):
+        raise InvalidArgument(f"{bundle.name}: not an edgeq bundle (expected <name>/<version>/<file> entries)")
+    bundle_name = next(iter(roots))[0]
+    staged = store.staging_dir()
+    try:
+        with safe.reader() as reader:
+            for entry in safe.entries:
+                (staged / Path(entry.name).name).write_bytes(reader.read(entry))
+        manifest = verify_manifest(staged)
+        same = _identical_version(store, name or bundle_name, manifest)
+        if same is not None:  # re-importing the same bundle is a no-op (idempotent installs)
+            shutil.rmtree(staged, ignore_errors=True)
+            return same
+        (staged / MANIFEST).unlink()  # publish rewrites it after the files are fsynced
+        extra = {k: v for k, v in manifest.items() if k not in ("files", "format")}
+        return store.publish(name or bundle_name, staged, extra)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def _identical_version(store: ModelStore, name: str, manifest: dict[str, object]) -> VersionInfo | None:
+    files: dict[str, dict[str, object]] = manifest["files"]  # type: ignore[assignment]
+    wanted = {k: v["sha256"] for k, v in files.items()}
+    for info in store.versions(name):
+        existing = json.loads((info.path / MANIFEST).read_text())["files"]
+        if {k: v["sha256"] for k, v in existing.items()} == wanted:
+            return info
+    return None
+
+
+def bundle_summary(bundle: Path) -> dict[str, object]:
+    with tarfile.open(bundle) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("/" + MANIFEST))
+        stream = archive.extractfile(member)
+        assert stream is not None
+        return dict(json.loads(stream.read()))

@@ -1,0 +1,210 @@
+"""The model store: list, publish atomically, read, delete, verify."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
+from edgeq.names import check_model_name, check_version
+
+MANIFEST = "manifest.json"
+REPORT = "edgeq.json"
+MODEL_FILES = ("model.xml", "model.bin")
+STAGING = ".staging"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for item in path.iterdir():
+        if item.is_file():
+            with open(item, "rb") as stream:
+                os.fsync(stream.fileno())
+    _fsync_dir(path)
+
+
+def write_manifest(directory: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size}
+             for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+    manifest = {"format": "edgeq-manifest/1", "files": files, **(extra or {})}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def verify_manifest(directory: Path) -> dict[str, Any]:
+    """Raise InvalidArgument unless every file listed matches its sha256 and size, and nothing is extra."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise InvalidArgument(f"{directory}: no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(f"{path}: not a valid manifest ({error})") from error
+    present = {p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST}
+    if set(files) != present:
+        raise InvalidArgument(f"{directory}: files {sorted(present ^ set(files))} differ from the manifest")
+    for name, entry in files.items():
+        if "/" in name or name.startswith("."):
+            raise InvalidArgument(f"{path}: bad file name {name!r} in manifest")
+        actual = sha256_file(directory / name)
+        if actual != entry.get("sha256"):
+            raise InvalidArgument(f"{directory / name}: sha256 {actual[:12]}… does not match the manifest")
+    return dict(manifest)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: int
+    path: Path
+
+    def report(self) -> dict[str, Any]:
+        path = self.path / REPORT
+        return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+    @property
+    def xml(self) -> Path:
+        return self.path / "model.xml"
+
+
+class ModelStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True)
+        self.read_only = not os.access(self.root, os.W_OK)
+        if not self.read_only:
+            self._sweep_staging()
+
+    def _sweep_staging(self) -> None:
+        """Remove staging dirs whose writer process is gone: they were never visible."""
+        staging = self.root / STAGING
+        if staging.is_dir():
+            for leftover in staging.iterdir():
+                if not _owner_alive(leftover.name):
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # ---- reading -------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and self.versions(p.name))
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        check_model_name(name)
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in folder.iterdir():
+            if child.is_dir() and child.name.isdigit() and (child / MANIFEST).is_file():
+                found.append(VersionInfo(name, int(child.name), child))
+        return sorted(found, key=lambda v: v.version)
+
+    def get(self, name: str, version: int | None = None) -> VersionInfo:
+        versions = self.versions(name)
+        if not versions:
+            raise NotFound(f"model {name!r} not found in the store")
+        if version is None or version == 0:
+            return versions[-1]
+        version = check_version(version)
+        for info in versions:
+            if info.version == version:
+                return info
+        raise NotFound(f"model {name!r} has no version {version} (versions: {[v.version for v in versions]})")
+
+    # ---- writing -------------------------------------------------------------------------
+    def staging_dir(self) -> Path:
+        path = self.root / STAGING / f"{os.getpid()}-{uuid.uuid4().hex}"
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, name: str, staged: Path, manifest_extra: dict[str, Any] | None = None) -> VersionInfo:
+        """Move a fully written staging dir into place as the next version of `name`."""
+        check_model_name(name)
+        missing = [f for f in MODEL_FILES if not (staged / f).is_file()]
+        if missing:
+            raise FailedPrecondition(f"cannot publish {name!r}: staged version lacks {missing}")
+        write_manifest(staged, manifest_extra)
+        _fsync_tree(staged)
+        with self._lock():
+            folder = self.root / name
+            folder.mkdir(exist_ok=True)
+            existing = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+            version = max(existing, default=0) + 1
+            target = folder / str(version)
+            os.rename(staged, target)
+            _fsync_dir(folder)
+            _fsync_dir(self.root)
+        return VersionInfo(name, version, target)
+
+    def delete(self, name: str, version: int) -> None:
+        info = self.get(name, check_version(version))
+        if self.read_only:
+            raise FailedPrecondition(f"the store {self.root} is read-only here; delete versions where it is written")
+        with self._lock():
+            trash = self.root / STAGING / f"deleted-{name}-{info.version}-{uuid.uuid4().hex}"
+            trash.parent.mkdir(exist_ok=True)
+            os.rename(info.path, trash)  # atomic disappearance, then slow removal
+            _fsync_dir(info.path.parent)
+        shutil.rmtree(trash, ignore_errors=True)
+        parent = self.root / name
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+    def validate(self) -> list[str]:
+        """Problems found (empty when every visible version matches its manifest)."""
+        problems = []
+        for name in self.names():
+            for info in self.versions(name):
+                try:
+                    verify_manifest(info.path)
+                except InvalidArgument as error:
+                    problems.append(str(error))
+        return problems
+
+
+def _owner_alive(staging_name: str) -> bool:
+    """Staging dirs are named '<pid>-<uuid>'; anything else (e.g. deleted versions) is garbage."""
+    pid_text = staging_name.split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
