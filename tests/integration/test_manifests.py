@@ -1,0 +1,85 @@
+"""Deployment files are valid: Kubernetes manifests against a pinned API version, KServe resources
+for structure, Dockerfiles linted, and the settings they use exist in edgeq."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+CORE = ["storage.yaml", "deployment.yaml", "quantize-job.yaml"]
+
+
+def test_core_manifests_validate_strictly() -> None:
+    run = subprocess.run([sys.executable, "-m", "kubernetes_validate", "-k", KUBERNETES_VERSION, "--strict",
+                          *[str(K8S / f) for f in CORE]], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("passed") == 5  # PVC, Deployment, Service, HPA, Job
+
+
+def _documents(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+
+
+def test_kserve_resources_have_the_structure_kserve_needs() -> None:
+    runtime = _documents("kserve-servingruntime.yaml")[0]
+    assert runtime["apiVersion"] == "serving.kserve.io/v1alpha1" and runtime["kind"] == "ServingRuntime"
+    spec = runtime["spec"]
+    assert spec["protocolVersions"] == ["grpc-v2"]
+    assert {"name": "openvino_ir", "version": "1", "autoSelect": True} in spec["supportedModelFormats"]
+    container = spec["containers"][0]
+    assert container["name"] == "kserve-container" and container["ports"][0]["containerPort"] == 8001
+    assert "/mnt/models" in container["args"]  # where KServe's storage initializer puts the model
+    service = _documents("kserve-inferenceservice.yaml")[0]
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"] and model["modelFormat"]["name"] == "openvino_ir"
+    assert model["protocolVersion"] == "grpc-v2"
+
+
+def test_probes_use_grpc_health_and_threads_follow_the_cpu_limit() -> None:
+    deployment = next(d for d in _documents("deployment.yaml") if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["grpc"]["port"] == 8001 and container["livenessProbe"]["grpc"]["port"] == 8001
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EDGEQ_INFERENCE_THREADS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+    assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"]
+
+
+def test_every_flag_and_variable_the_files_use_exists() -> None:
+    from edgeq.cli import build_parser
+    from edgeq_server.app import ServerConfig
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    flags = {option for action in serve._actions for option in action.option_strings}
+    fields = {f"EDGEQ_{name.upper()}" for name in ServerConfig.__dataclass_fields__}
+    texts = [p.read_text() for p in [*K8S.glob("*.yaml"), *(ROOT / "deploy" / "docker").glob("Dockerfile.*"),
+                                     ROOT / "deploy" / "edge" / "install.sh"]]
+    import re
+
+    for text in texts:
+        for variable in re.findall(r"EDGEQ_[A-Z_]+", text):
+            if variable not in ("EDGEQ_PACKAGE",):
+                assert variable in fields, variable
+    for document in [d for name in ("deployment.yaml", "kserve-servingruntime.yaml") for d in _documents(name)]:
+        for container in document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) + \
+                document.get("spec", {}).get("containers", []):
+            for arg in container.get("args", []):
+                if arg.startswith("--"):
+                    assert arg in flags, arg
+
+
+def test_dockerfiles_lint_clean() -> None:
+    if shutil.which("hadolint") is None and not (Path(sys.executable).parent / "hadolint").exists():
+        pytest.skip("hadolint not installed")
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    run = subprocess.run([hadolint, *map(str, sorted((ROOT / "deploy" / "docker").glob("Dockerfile.*")))],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

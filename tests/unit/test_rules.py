@@ -1,0 +1,77 @@
+"""Ignored-scope rules on tiny OpenVINO graphs built in code (no files, no NNCF)."""
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from edgeq.errors import InvalidArgument
+from edgeq.quantization.rules import Rule, ignored_names, parse_rules, resolve
+
+
+def _const(*shape: int) -> ov.Node:
+    return ops.constant(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+
+
+def decomposed_layernorm(x: ov.Node, name: str) -> ov.Node:
+    axes = ops.constant(np.array([-1], np.int64))
+    mean = ops.reduce_mean(x, axes, keep_dims=True, name=f"{name}/ReduceMean")
+    centred = ops.subtract(x, mean, name=f"{name}/Sub")
+    var = ops.reduce_mean(ops.power(centred, ops.constant(np.float32(2)), name=f"{name}/Pow"), axes, True,
+                          name=f"{name}/ReduceMean_1")
+    std = ops.sqrt(ops.add(var, ops.constant(np.float32(1e-5)), name=f"{name}/Add"), name=f"{name}/Sqrt")
+    normed = ops.divide(centred, std, name=f"{name}/Div")
+    scaled = ops.multiply(normed, _const(16), name=f"{name}/Mul")
+    return ops.add(scaled, _const(16), name=f"{name}/Add_1")
+
+
+def tiny_transformer(decomposed: bool) -> ov.Model:
+    x = ops.parameter([-1, 4, 16], np.float32, name="x")
+    h = ops.matmul(x, _const(16, 16), False, False, name="fc1")
+    if decomposed:
+        h = decomposed_layernorm(h, "ln")
+    else:
+        h = ops.mvn(h, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt", name="ln/MVN")
+    scores = ops.matmul(h, h, False, True, name="qk")
+    probs = ops.softmax(scores, -1, name="attn/Softmax")
+    out = ops.matmul(probs, h, False, False, name="av")
+    out = ops.matmul(out, _const(16, 8), False, False, name="fc2")
+    return ov.Model([out], [x], "tiny")
+
+
+def test_layernorm_rule_finds_mvn() -> None:
+    match = resolve(tiny_transformer(False), [Rule.parse("layernorm")])[0]
+    assert match.nodes == ["ln/MVN"] and "1 MVN" in match.note
+
+
+def test_layernorm_rule_finds_decomposed_chains_with_affine() -> None:
+    match = resolve(tiny_transformer(True), [Rule.parse("layernorm")])[0]
+    assert set(match.nodes) == {"ln/ReduceMean", "ln/Sub", "ln/Pow", "ln/ReduceMean_1", "ln/Add", "ln/Sqrt", "ln/Div",
+                                "ln/Mul", "ln/Add_1"}
+    assert "1 decomposed" in match.note
+
+
+def test_softmax_type_name_and_subgraph_rules() -> None:
+    model = tiny_transformer(False)
+    matches = resolve(model, parse_rules(["softmax", "type:MatMul", "name:^fc", "subgraph:qk->av"]))
+    by_rule = {str(m.rule): m.nodes for m in matches}
+    assert by_rule["softmax"] == ["attn/Softmax"]
+    assert by_rule["type:MatMul"] == ["av", "fc1", "fc2", "qk"]
+    assert by_rule["name:^fc"] == ["fc1", "fc2"]
+    assert by_rule["subgraph:qk->av"] == ["attn/Softmax", "av", "qk"]
+    assert ignored_names(matches) == sorted({"attn/Softmax", "av", "fc1", "fc2", "qk"})
+
+
+def test_a_rule_matching_nothing_warns_instead_of_failing() -> None:
+    matches = resolve(tiny_transformer(False), parse_rules(["attention", "type:Gelu"]))
+    assert all(m.nodes == [] and "WARNING: matched no node" in m.note for m in matches)
+
+
+@pytest.mark.parametrize("text", ["bogus", "type:", "name:(", "subgraph:abc"])
+def test_bad_rules_are_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument):
+        Rule.parse(text)
+
+
+def test_default_rules() -> None:
+    assert [str(r) for r in parse_rules(None)] == ["layernorm", "softmax"]

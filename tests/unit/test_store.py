@@ -1,0 +1,100 @@
+"""The model store: atomic publish, manifests, tamper detection, crash leftovers."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edgeq.errors import InvalidArgument, NotFound
+from edgeq.store import ModelStore
+from edgeq.store.bundle import export_bundle, import_bundle
+from edgeq.store.repository import STAGING, verify_manifest
+
+
+def _stage(store: ModelStore, payload: bytes = b"<xml/>") -> Path:
+    staged = store.staging_dir()
+    (staged / "model.xml").write_bytes(payload)
+    (staged / "model.bin").write_bytes(b"\0" * 16)
+    (staged / "edgeq.json").write_text(json.dumps({"accuracy": {"metric": "top1"}}))
+    return staged
+
+
+def test_publish_numbers_versions_and_writes_manifest(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    first = store.publish("vit", _stage(store))
+    second = store.publish("vit", _stage(store, b"<xml2/>"))
+    assert (first.version, second.version) == (1, 2)
+    assert [v.version for v in store.versions("vit")] == [1, 2]
+    assert store.get("vit").version == 2 and store.get("vit", 1).xml.read_bytes() == b"<xml/>"
+    manifest = verify_manifest(second.path)
+    assert set(manifest["files"]) == {"model.xml", "model.bin", "edgeq.json"}
+    assert store.validate() == []
+
+
+def test_unknown_models_and_versions(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    with pytest.raises(NotFound):
+        store.get("nope")
+    store.publish("vit", _stage(store))
+    with pytest.raises(NotFound, match="no version 5"):
+        store.get("vit", 5)
+    with pytest.raises(InvalidArgument):
+        store.get("../etc")
+
+
+def test_tampering_is_detected(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    info = store.publish("vit", _stage(store))
+    (info.path / "model.bin").write_bytes(b"\1" * 16)
+    with pytest.raises(InvalidArgument, match="does not match"):
+        verify_manifest(info.path)
+    assert store.validate()
+
+
+def test_half_written_versions_are_invisible_and_swept(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    # A crash before the rename leaves only a staging dir of a dead process: never listed, swept.
+    dead = tmp_path / STAGING / "999999-deadbeef"
+    dead.mkdir(parents=True)
+    (dead / "model.xml").write_text("partial")
+    # A version directory without a manifest (cannot happen through publish) is never listed.
+    (tmp_path / "vit" / "7").mkdir(parents=True)
+    store = ModelStore(tmp_path)
+    assert not dead.exists()
+    assert store.versions("vit") == [] and store.names() == []
+
+
+def test_staging_of_a_live_process_is_kept(tmp_path: Path) -> None:
+    live = tmp_path / STAGING / f"{os.getpid()}-abc"
+    live.mkdir(parents=True)
+    ModelStore(tmp_path)
+    assert live.exists()
+
+
+def test_delete_and_bundle_round_trip(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "a")
+    info = store.publish("vit", _stage(store))
+    bundle = export_bundle(info, tmp_path / "vit.tar")
+    other = ModelStore(tmp_path / "b")
+    imported = import_bundle(other, bundle)
+    assert imported.name == "vit" and (imported.path / "model.xml").read_bytes() == b"<xml/>"
+    assert import_bundle(other, bundle) == imported  # idempotent: no second version
+    store.delete("vit", 1)
+    assert store.names() == []
+
+
+def test_tampered_bundle_changes_nothing(tmp_path: Path) -> None:
+    import tarfile
+
+    store = ModelStore(tmp_path / "a")
+    info = store.publish("vit", _stage(store))
+    (info.path / "model.xml").write_bytes(b"<evil/>")  # after the manifest was written
+    bundle = tmp_path / "evil.tar"
+    with tarfile.open(bundle, "w") as archive:
+        for item in info.path.iterdir():
+            archive.add(item, arcname=f"vit/1/{item.name}")
+    target = ModelStore(tmp_path / "b")
+    with pytest.raises(InvalidArgument):
+        import_bundle(target, bundle)
+    assert target.names() == [] and not any((tmp_path / "b" / STAGING).iterdir())
