@@ -45,7 +45,9 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-limit", type=int, default=10_000)
     parser.add_argument("--speed-seconds", type=float, default=1.0, help="seconds per speed round (0: skip)")
     parser.add_argument("--batch-sizes", default="1", help="batch sizes for the speed table, e.g. 1,8")
-    parser.add_argument("--min-speedup", type=float, default=1.1, help="speed gate vs the default float model")
+    parser.add_argument("--min-speedup", type=float, default=1.1,
+                        help="speed gate vs the default float model: a slower INT8 version is stored but not served")
+    parser.add_argument("--force", action="store_true", help="serve the version even if it misses the speed gate")
     parser.add_argument("--auto", action="store_true", help="try a few recipes on a ranking subset, keep the best")
     parser.add_argument("--ranking-samples", type=int, default=300, help="subset size for --auto")
 
@@ -80,7 +82,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
         validation_limit=args.validation_limit,
         speed=SpeedSettings(tuple(int(b) for b in args.batch_sizes.split(",")), args.speed_seconds)
         if args.speed_seconds > 0 else None,
-        min_speedup=args.min_speedup, auto=args.auto, ranking_samples=args.ranking_samples,
+        min_speedup=args.min_speedup, force_promote=args.force, auto=args.auto, ranking_samples=args.ranking_samples,
     )
 
 
@@ -107,6 +109,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     for line in summary_lines(result.report):
         print(line)
     print(f"published {result.name} version {result.version} at {result.path}")
+    if not result.served:
+        print(f"held back from serving by the speed gate; serve it anyway: "
+              f"edgeq models promote {result.name} --version {result.version} --store {args.store}")
     print(f"report: {result.path / 'report.html'}")
     return 0 if result.budget_met else 3
 
@@ -121,7 +126,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             for info in store.versions(name):
                 report = info.report()
                 acc = report.get("accuracy", {})
-                rows.append({"name": name, "version": info.version, "metric": acc.get("metric"),
+                rows.append({"name": name, "version": info.version, "held": info.held(), "metric": acc.get("metric"),
                              "float": acc.get("float"), "int8": acc.get("final"), "met": acc.get("met"),
                              "source": report.get("model", {}).get("source")})
         if args.json:
@@ -129,7 +134,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             for row in rows:
                 score = f"{row['metric']} {row['float']:.4f} -> {row['int8']:.4f}" if row["metric"] else ""
-                print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  {row['source']}")
+                held = f"  HELD: {row['held']}" if row["held"] else ""
+                print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  "
+                      f"{row['source']}{held}")
         return 0
     if args.action == "show":
         info = store.get(args.model, args.version)
@@ -140,6 +147,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
         args.bundle = args.model
         return cmd_import(args)
+    if args.action == "promote":
+        if not args.model or not args.version:
+            raise InvalidArgument("edgeq models promote NAME --version N")
+        info = store.promote(args.model, args.version)
+        print(f"{info.name} version {info.version} promoted: servers of this store load it on their next refresh")
+        return 0
     if args.action == "validate":
         problems = store.validate()
         for problem in problems:
@@ -163,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize_options(quantize)
     quantize.set_defaults(func=cmd_quantize)
 
-    models = commands.add_parser("models", help="list, show or validate models in a store")
-    models.add_argument("action", choices=["list", "show", "validate", "import"])
+    models = commands.add_parser("models", help="list, show, validate, import or promote models in a store")
+    models.add_argument("action", choices=["list", "show", "validate", "import", "promote"])
     models.add_argument("model", nargs="?", help="model name (show) or bundle file (import)")
     models.add_argument("--name", help="import under this name instead of the bundle's")
     models.add_argument("--version", type=int)

@@ -70,7 +70,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         spec = pb.JobSpec(target_name=args.name, model=source, metric=args.metric, max_drop=args.max_drop,
                           calibration_artifact=client.upload(args.calibration).sha256,
                           validation_artifact=client.upload(args.validation).sha256 if args.validation else "",
-                          recipe=pb.Recipe(rules=args.rules or []))
+                          recipe=pb.Recipe(rules=args.rules or []), auto=args.auto, force_promote=args.force,
+                          min_speedup=args.min_speedup)
         job = client.submit(spec)
         print(f"job {job.id} queued")
         if args.no_watch:
@@ -224,6 +225,9 @@ def add_remote_commands(commands: Any) -> None:
     submit.add_argument("--metric", default="agreement")
     submit.add_argument("--max-drop", type=float, default=0.01)
     submit.add_argument("--rule", action="append", dest="rules")
+    submit.add_argument("--auto", action="store_true", help="try a few recipes on a ranking subset, keep the best")
+    submit.add_argument("--min-speedup", type=float, default=0.0, help="speed gate (0: the server's default, 1.1)")
+    submit.add_argument("--force", action="store_true", help="serve the version even if it misses the speed gate")
     submit.add_argument("--no-watch", action="store_true")
     submit.set_defaults(func=cmd_submit)
 

@@ -155,7 +155,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     "LOADING" if self.registry.is_loading(name, info.version) else "UNAVAILABLE"
                 if request.ready and state != "READY":
                     continue
-                reason = "unloaded by request" if name in self.registry.unloaded_by_user else \
+                held = info.held()
+                reason = f"held back: {held}" if held else "unloaded by request" \
+                    if name in self.registry.unloaded_by_user else \
                     ("" if state == "READY" else "older than the versions kept loaded")
                 response.models.add(name=name, version=str(info.version), state=state, reason=reason)
         return response

@@ -68,6 +68,7 @@ def spec_from_proto(message: pb.JobSpec) -> JobSpec:
         no_fallback=message.no_fallback, min_speedup=message.min_speedup or 1.1,
         speed_seconds=message.speed_seconds if message.speed_seconds else 1.0, output_node=message.output_node,
         auto=message.auto,
+        force_promote=message.force_promote,
     )
 
 
@@ -134,7 +135,7 @@ class ModelsServicer(pb_grpc.ModelsServicer):
             info.versions.add(version=version.version, loaded=version.version in loaded,
                               metric=accuracy.get("metric", ""), float_score=accuracy.get("float", 0.0),
                               int8_score=accuracy.get("final", 0.0), budget_met=bool(accuracy.get("met")),
-                              report_json=json.dumps(report))
+                              report_json=json.dumps(report), held_reason=version.held() or "")
         return info
 
     async def List(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
@@ -160,6 +161,13 @@ class ModelsServicer(pb_grpc.ModelsServicer):
         await asyncio.to_thread(self.store.delete, info.name, info.version)
         await self.registry.refresh()
         return pb.DeleteModelResponse()
+
+    async def Promote(self, request: pb.ModelRef, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        if not request.version:
+            raise InvalidArgument("give the version to promote")
+        info = await asyncio.to_thread(self.store.promote, request.name, request.version)
+        await self.registry.refresh()
+        return self._info(info.name)
 
     async def Export(self, request: pb.ModelRef, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BundleChunk]:
         from edgeq.store.bundle import export_bundle

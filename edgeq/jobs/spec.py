@@ -40,6 +40,7 @@ class JobSpec:
     speed_seconds: float = 1.0
     output_node: str = ""
     auto: bool = False
+    force_promote: bool = False
 
     def validate(self, artifacts: ArtifactStore) -> None:
         """Cheap checks at submit time, so a bad spec fails before it is queued."""
@@ -96,7 +97,7 @@ class JobSpec:
             budget=Budget(self.max_drop, self.relative_drop), recipe=recipe,
             fallback=None if self.no_fallback else FallbackSettings(self.time_budget_seconds, self.max_iterations),
             speed=SpeedSettings(seconds_per_round=self.speed_seconds) if self.speed_seconds > 0 else None,
-            min_speedup=self.min_speedup, auto=self.auto,
+            min_speedup=self.min_speedup, auto=self.auto, force_promote=self.force_promote,
         )
 
 

@@ -50,6 +50,8 @@ class QuantizeRequest:
     sensitivity_samples: int = 8
     speed: SpeedSettings | None = field(default_factory=SpeedSettings)
     min_speedup: float | None = 1.1  # speed gate vs the default float model; None: no gate
+    force_promote: bool = False  # serve the version even if it misses the speed gate
+    search_workers: int | None = None  # parallel --auto candidates; None: one per core
     auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
     ranking_samples: int = 300
 
@@ -75,6 +77,12 @@ class QuantizeResult:
     @property
     def budget_met(self) -> bool:
         return bool(self.report["accuracy"]["met"])
+
+    @property
+    def served(self) -> bool:
+        """False when the speed gate held this version back (stored, reported, not served)."""
+        gate = self.report.get("speed_gate")
+        return not gate or bool(gate["served"])
 
 
 def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -106,6 +114,15 @@ class _Clock:
         if self._stage is not None:
             self.timings[self._stage] = round(time.perf_counter() - self._started, 3)
             self._stage = None
+
+
+def _hold_reason(report: dict[str, Any], forced: bool) -> str | None:
+    """A version that misses the speed gate is stored and reported but not served, unless forced."""
+    gate = report.get("speed_gate")
+    if forced or not gate or gate["met"]:
+        return None
+    return (f"INT8 runs at x{gate['speedup_vs_default']:.2f} the default float model's throughput on this CPU, "
+            f"below the speed gate x{gate['min_speedup']}")
 
 
 def run(request: QuantizeRequest, on_event: EventSink = ignore,
@@ -171,13 +188,20 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             emit("search", 0.2, "trying recipe candidates on a ranking subset")
             count = min(request.ranking_samples, len(validation_inputs))
             recipe, searched_model, search_table = search(
-                float_model, np.asarray(calibration_inputs), np.asarray(validation_inputs[:count]), reference[:count],
-                None if labels is None else labels[:count], request.metric, request.recipe)
+                float_model, work / "search", work / "calibration.npy", np.asarray(validation_inputs[:count]),
+                reference[:count], None if labels is None else labels[:count], request.metric, request.recipe,
+                workers=request.search_workers, cancelled=cancelled)
         emit("quantize", 0.25, f"NNCF PTQ on {len(calibration_inputs)} calibration samples")
         matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
         warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)
         ignored = rules.ignored_names(matches)
-        int8_model = searched_model or ptq.quantize(float_model, calibration_inputs, recipe, ignored)
+        if searched_model is None:
+            float_xml = work / "float.xml"
+            ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
+            int8_model = ptq.quantize_isolated(work / "ptq", float_xml, work / "calibration.npy", recipe, ignored,
+                                               cancelled)
+        else:
+            int8_model = searched_model
         plain_quantized = graph.quantized_ops(int8_model)
 
         emit("accuracy", 0.45, "measuring INT8 accuracy")
@@ -246,9 +270,11 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         write_html(report, staged / "report.html")
 
         emit("publish", 0.97, f"publishing {request.name}")
-        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]})
-        on_event(ProgressEvent("done", 1.0, f"published {request.name} version {info.version}",
-                               {"version": info.version, "met": report["accuracy"]["met"]}))
+        hold = _hold_reason(report, request.force_promote)
+        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]}, hold=hold)
+        verdict = f"held back from serving ({hold})" if hold else "served"
+        on_event(ProgressEvent("done", 1.0, f"published {request.name} version {info.version}: {verdict}",
+                               {"version": info.version, "met": report["accuracy"]["met"], "held": bool(hold)}))
         return QuantizeResult(request.name, info.version, info.path, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)

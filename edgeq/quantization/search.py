@@ -2,19 +2,25 @@
 
 Candidates differ in one knob each from the base recipe: SmoothQuant off, attention inputs kept in
 float, a different activation range estimator, full bias correction. Each is quantized with NNCF
-and scored against the cached FP32 outputs on the ranking subset; the best model is kept, so the
+and scored against the cached FP32 outputs on the ranking subset, in its own child process (one
+per core, pinned; a candidate that crashes is reported, not fatal); the best model is kept, so the
 winner is not quantized twice. Accuracy control (if still needed) runs only on the winner.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeq.compile import compile_cpu
+from edgeq.errors import InternalError
 from edgeq.quantization import accuracy, ptq, rules
 from edgeq.quantization.recipe import Recipe
 
@@ -35,25 +41,78 @@ def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
     return dataclasses.replace(base, **changes)
 
 
-def search(float_model: Any, calibration: np.ndarray, ranking_inputs: np.ndarray, reference: np.ndarray,
-           labels: np.ndarray | None, metric: str, base: Recipe) -> tuple[Recipe, Any, list[dict[str, Any]]]:
-    """Return (best recipe, its INT8 model, one row per candidate)."""
-    table: list[dict[str, Any]] = []
-    best: tuple[float, Recipe, Any] | None = None
+def _score_files(workdir: str, float_xml: str, calibration_npy: str, ranking_dir: str, metric: str) -> None:
+    """Child side: quantize one candidate, score it on the ranking subset, write score.json."""
+    from edgeq.quantization.ptq import _quantize_files
+
+    started = time.perf_counter()
+    _quantize_files(workdir, float_xml, calibration_npy)
+    quantized_s = time.perf_counter() - started
+    import openvino as ov
+
+    ranking = Path(ranking_dir)
+    inputs = np.load(ranking / "inputs.npy", mmap_mode="r")
+    labels = np.load(ranking / "labels.npy") if (ranking / "labels.npy").exists() else None
+    model = ov.Core().read_model(str(Path(workdir) / "int8.xml"))
+    outputs = accuracy.run(compile_cpu(model), inputs, len(inputs))
+    score = float(accuracy.per_sample(metric, outputs, np.load(ranking / "reference.npy"), labels).mean())
+    (Path(workdir) / "score.json").write_text(json.dumps({
+        "score": score, "quantize_s": round(quantized_s, 2), "score_s": round(time.perf_counter() - started - quantized_s, 2)}))
+
+
+def default_workers() -> int:
+    """One candidate per core: each child is pinned to its own core (NNCF is largely single-threaded)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: np.ndarray, reference: np.ndarray,
+           labels: np.ndarray | None, metric: str, base: Recipe, *, workers: int | None = None,
+           cancelled: Callable[[], bool] = lambda: False) -> tuple[Recipe, Any, list[dict[str, Any]]]:
+    """Return (best recipe, its INT8 model, one row per candidate); candidates run in parallel children."""
+    import openvino as ov
+
+    from edgeq.quantization.isolated import run_tasks
+
+    work.mkdir(parents=True, exist_ok=True)
+    float_xml = work / "float.xml"
+    if not float_xml.exists():
+        ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
+    ranking = work / "ranking"
+    ranking.mkdir(exist_ok=True)
+    np.save(ranking / "inputs.npy", np.asarray(ranking_inputs))
+    np.save(ranking / "reference.npy", reference)
+    if labels is not None:
+        np.save(ranking / "labels.npy", labels)
+
+    recipes: dict[str, tuple[Recipe, dict[str, Any]]] = {}
+    tasks = []
     for name, overrides in CANDIDATES:
         recipe = _variant(base, overrides)
         if recipe == base and name != "base":
             continue
-        started = time.perf_counter()
+        recipes[name] = (recipe, overrides)
         matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
-        model = ptq.quantize(float_model, calibration, recipe, rules.ignored_names(matches))
-        outputs = accuracy.run(compile_cpu(model), ranking_inputs, len(ranking_inputs))
-        score = float(accuracy.per_sample(metric, outputs, reference, labels).mean())
-        table.append({"candidate": name, "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-                      "score": score, "seconds": round(time.perf_counter() - started, 2)})
-        if best is None or score > best[0] + 1e-12:
-            best = (score, recipe, model)
-    assert best is not None
-    winner = next(row for row in table if row["score"] == best[0])
-    winner["chosen"] = True
-    return best[1], best[2], table
+        task = ptq.ptq_task(work / name, name, float_xml, calibration_npy, recipe, rules.ignored_names(matches))
+        tasks.append(dataclasses.replace(task, target=_score_files,
+                                         args=(*task.args, str(ranking), metric)))
+    outcomes = run_tasks(tasks, workers=workers or default_workers(), cancelled=cancelled)
+
+    table: list[dict[str, Any]] = []
+    best: tuple[float, str] | None = None
+    for outcome in outcomes:
+        recipe, overrides = recipes[outcome.name]
+        row: dict[str, Any] = {"candidate": outcome.name,
+                               "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+                               "seconds": round(outcome.seconds, 2)}
+        if outcome.ok:
+            row.update(json.loads((work / outcome.name / "score.json").read_text()))
+            if best is None or row["score"] > best[0] + 1e-12:
+                best = (row["score"], outcome.name)
+        else:
+            row.update(score=None, error=outcome.reason)
+        table.append(row)
+    if best is None:
+        raise InternalError("every recipe candidate failed: " + "; ".join(f"{r['candidate']}: {r['error']}" for r in table))
+    next(row for row in table if row["candidate"] == best[1])["chosen"] = True
+    model = ov.Core().read_model(str(work / best[1] / "int8.xml"))
+    return recipes[best[1]][0], model, table

@@ -112,7 +112,8 @@ def render(report: dict[str, Any]) -> str:
         if gate:
             verdict, css = ("met", "ok") if gate["met"] else ("NOT met", "bad")
             parts.append(f"<p class='{css}'>Speed gate: INT8 at x{gate['speedup_vs_default']:.2f} of the default float "
-                         f"model, x{gate['min_speedup']} required: {verdict}.</p>")
+                         f"model, x{gate['min_speedup']} required: {verdict}"
+                         f"{'' if gate['met'] else '; served anyway (forced)' if gate.get('forced') else '; held back from serving'}.</p>")
     else:
         parts.append("<p>Not measured.</p>")
     size = report["size"]

@@ -27,12 +27,15 @@ def build_report(*, request: Any, loaded: Any, calibration_count: int, calibrati
         speedup = first_batch["speedup_vs_default"]
     speed_gate = None
     if request.min_speedup is not None and speedup is not None:
-        speed_gate = {"min_speedup": request.min_speedup, "speedup_vs_default": speedup, "met": speedup >= request.min_speedup}
+        met = speedup >= request.min_speedup
+        speed_gate = {"min_speedup": request.min_speedup, "speedup_vs_default": speedup, "met": met,
+                      "forced": request.force_promote, "served": met or request.force_promote}
         if not speed_gate["met"]:
             isa = ", ".join(cpu.get("isa_flags", [])) or "unknown"
             warnings = [*warnings, f"INT8 runs at x{speedup:.2f} the throughput of the default float model on this CPU "
                                    f"(speed gate x{request.min_speedup}): not faster here (CPU ISA: {isa}; INT8 pays off "
-                                   "with VNNI or AMX)"]
+                                   "with VNNI or AMX); " + ("served anyway (forced)" if request.force_promote else
+                                   "stored but not served: promote it with `edgeq models promote` or quantize with --force")]
     return {
         "format": "edgeq-report/1",
         "edgeq_version": __version__,

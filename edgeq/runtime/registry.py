@@ -138,7 +138,7 @@ class ModelRegistry:
                     self.loaded.pop(name, None)
 
     async def _sync_model(self, name: str) -> None:
-        wanted = self.store.versions(name)[-self.config.keep_versions:]
+        wanted = self.store.servable(name)[-self.config.keep_versions:]
         current = self.loaded.setdefault(name, {})
         for info in wanted:
             if info.version not in current:
@@ -187,8 +187,18 @@ class ModelRegistry:
         except ValueError:
             raise InvalidArgument(f"model version {version!r} is not an integer") from None
         if number not in versions:
+            self._explain_held(name, number)
             raise NotFound(f"version {number} of model {name!r} is not loaded; loaded versions: {sorted(versions)}")
         return versions[number]
+
+    def _explain_held(self, name: str, version: int) -> None:
+        try:
+            reason = self.store.get(name, version).held()
+        except Exception:  # noqa: BLE001 - not in the store: the caller's NotFound says so
+            return
+        if reason is not None:
+            raise FailedPrecondition(f"version {version} of model {name!r} is held back from serving: {reason}. "
+                                     f"Serve it anyway with `edgeq promote {name} {version}`")
 
     def _store_names(self) -> list[str]:
         try:

@@ -21,6 +21,7 @@ MANIFEST = "manifest.json"
 REPORT = "edgeq.json"
 MODEL_FILES = ("model.xml", "model.bin")
 STAGING = ".staging"
+HELD_SUFFIX = ".held"
 
 
 def sha256_file(path: Path) -> str:
@@ -91,6 +92,20 @@ class VersionInfo:
     def xml(self) -> Path:
         return self.path / "model.xml"
 
+    @property
+    def hold_marker(self) -> Path:
+        """`<name>/<version>.held`: outside the version dir, so the manifest never changes."""
+        return self.path.parent / f"{self.version}{HELD_SUFFIX}"
+
+    def held(self) -> str | None:
+        """Why this version is held back from serving (None: promoted)."""
+        try:
+            return str(json.loads(self.hold_marker.read_text()).get("reason", "held back"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return "held back (unreadable hold marker)"
+
 
 class ModelStore:
     def __init__(self, root: str | Path):
@@ -133,6 +148,10 @@ class ModelStore:
                 found.append(VersionInfo(name, int(child.name), child))
         return sorted(found, key=lambda v: v.version)
 
+    def servable(self, name: str) -> list[VersionInfo]:
+        """Versions that may be served: not held back by the speed gate (or promoted since)."""
+        return [info for info in self.versions(name) if info.held() is None]
+
     def get(self, name: str, version: int | None = None) -> VersionInfo:
         versions = self.versions(name)
         if not versions:
@@ -151,8 +170,13 @@ class ModelStore:
         path.mkdir(parents=True)
         return path
 
-    def publish(self, name: str, staged: Path, manifest_extra: dict[str, Any] | None = None) -> VersionInfo:
-        """Move a fully written staging dir into place as the next version of `name`."""
+    def publish(self, name: str, staged: Path, manifest_extra: dict[str, Any] | None = None,
+                hold: str | None = None) -> VersionInfo:
+        """Move a fully written staging dir into place as the next version of `name`.
+
+        With `hold` (a reason), the version is stored but not served until `promote`: the marker is
+        written before the rename, so a held version is never visible as servable, not even briefly.
+        """
         check_model_name(name)
         missing = [f for f in MODEL_FILES if not (staged / f).is_file()]
         if missing:
@@ -165,10 +189,25 @@ class ModelStore:
             existing = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
             version = max(existing, default=0) + 1
             target = folder / str(version)
+            marker = folder / f"{version}{HELD_SUFFIX}"
+            if hold is not None:
+                _write_atomically(marker, json.dumps({"reason": hold}))
+            else:
+                marker.unlink(missing_ok=True)  # left by a crash between marker and rename
             os.rename(staged, target)
             _fsync_dir(folder)
             _fsync_dir(self.root)
         return VersionInfo(name, version, target)
+
+    def promote(self, name: str, version: int) -> VersionInfo:
+        """Serve a held version after all (the user's override of the speed gate)."""
+        info = self.get(name, check_version(version))
+        if self.read_only:
+            raise FailedPrecondition(f"the store {self.root} is read-only here; promote versions where it is written")
+        with self._lock():
+            info.hold_marker.unlink(missing_ok=True)
+            _fsync_dir(info.path.parent)
+        return info
 
     def delete(self, name: str, version: int) -> None:
         info = self.get(name, check_version(version))
@@ -178,6 +217,7 @@ class ModelStore:
             trash = self.root / STAGING / f"deleted-{name}-{info.version}-{uuid.uuid4().hex}"
             trash.parent.mkdir(exist_ok=True)
             os.rename(info.path, trash)  # atomic disappearance, then slow removal
+            info.hold_marker.unlink(missing_ok=True)
             _fsync_dir(info.path.parent)
         shutil.rmtree(trash, ignore_errors=True)
         parent = self.root / name
@@ -194,6 +234,15 @@ class ModelStore:
                 except InvalidArgument as error:
                     problems.append(str(error))
         return problems
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.rename(temporary, path)
 
 
 def _owner_alive(staging_name: str) -> bool:

@@ -98,3 +98,25 @@ def test_tampered_bundle_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         import_bundle(target, bundle)
     assert target.names() == [] and not any((tmp_path / "b" / STAGING).iterdir())
+
+
+def test_held_versions_are_stored_but_not_servable_until_promoted(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    served = store.publish("vit", _stage(store))
+    held = store.publish("vit", _stage(store, b"<slow/>"), hold="INT8 at x0.90, below x1.1")
+    assert held.held() == "INT8 at x0.90, below x1.1" and served.held() is None
+    assert [v.version for v in store.versions("vit")] == [1, 2]
+    assert [v.version for v in store.servable("vit")] == [1]
+    assert store.validate() == []  # the marker lives beside the version: its manifest is untouched
+    store.promote("vit", 2)
+    assert store.get("vit", 2).held() is None and [v.version for v in store.servable("vit")] == [1, 2]
+
+
+def test_a_stale_hold_marker_never_holds_a_later_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    (tmp_path / "vit").mkdir()
+    (tmp_path / "vit" / "1.held").write_text(json.dumps({"reason": "left by a crash"}))
+    assert store.publish("vit", _stage(store)).held() is None
+    store.publish("vit", _stage(store, b"<2/>"), hold="slow")
+    store.delete("vit", 2)
+    assert not (tmp_path / "vit" / "2.held").exists()

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64geq/v1/edgeq.proto\x12\x08\x65\x64geq.v1\"<\n\nUploadInfo\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"?\n\x0bUploadChunk\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.edgeq.v1.UploadInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\":\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"q\n\x0bModelSource\x12\x0e\n\x04timm\x18\x01 \x01(\tH\x00\x12\x17\n\ronnx_artifact\x18\x02 \x01(\tH\x00\x12\x15\n\x0bir_artifact\x18\x03 \x01(\tH\x00\x12\x18\n\x10weights_artifact\x18\x04 \x01(\tB\x08\n\x06source\"8\n\rPreprocessing\x12\x0c\n\x04size\x18\x01 \x03(\x05\x12\x0c\n\x04mean\x18\x02 \x03(\x02\x12\x0b\n\x03std\x18\x03 \x03(\x02\"\xac\x01\n\x06Recipe\x12\x0e\n\x06preset\x18\x01 \x01(\t\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x13\n\x0bsubset_size\x18\x03 \x01(\r\x12\x1e\n\x16has_smooth_quant_alpha\x18\x04 \x01(\x08\x12\x1a\n\x12smooth_quant_alpha\x18\x05 \x01(\x02\x12\x19\n\x11\x61\x63tivations_range\x18\x06 \x01(\t\x12\x17\n\x0fnot_transformer\x18\x07 \x01(\x08\"\xb8\x03\n\x07JobSpec\x12\x13\n\x0btarget_name\x18\x01 \x01(\t\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.edgeq.v1.ModelSource\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\x12.\n\rpreprocessing\x18\x04 \x01(\x0b\x32\x17.edgeq.v1.Preprocessing\x12\x1c\n\x14\x63\x61libration_artifact\x18\x05 \x01(\t\x12\x1b\n\x13validation_artifact\x18\x06 \x01(\t\x12\x0e\n\x06metric\x18\x07 \x01(\t\x12\x10\n\x08max_drop\x18\x08 \x01(\x01\x12\x15\n\rrelative_drop\x18\t \x01(\x08\x12 \n\x06recipe\x18\n \x01(\x0b\x32\x10.edgeq.v1.Recipe\x12\x1b\n\x13time_budget_seconds\x18\x0b \x01(\x01\x12\x16\n\x0emax_iterations\x18\x0c \x01(\r\x12\x13\n\x0bno_fallback\x18\r \x01(\x08\x12\x13\n\x0bmin_speedup\x18\x0e \x01(\x01\x12\x15\n\rspeed_seconds\x18\x0f \x01(\x01\x12\x13\n\x0boutput_node\x18\x10 \x01(\t\x12\x0c\n\x04\x61uto\x18\x11 \x01(\x08\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\xf0\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\x13\n\x0btarget_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\x12\n\nbudget_met\x18\x0c \x01(\x08\"\x85\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"/\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.edgeq.v1.Job\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x90\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x13\n\x0b\x66loat_score\x18\x04 \x01(\x01\x12\x12\n\nint8_score\x18\x05 \x01(\x01\x12\x12\n\nbudget_met\x18\x06 \x01(\x08\x12\x13\n\x0breport_json\x18\x07 \x01(\t\"B\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.edgeq.v1.VersionInfo\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.edgeq.v1.ModelInfo\"C\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"=\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t*h\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\x44\n\tArtifacts\x12\x37\n\x06Upload\x12\x15.edgeq.v1.UploadChunk\x1a\x12.edgeq.v1.Artifact\"\x00(\x01\x32\x87\x02\n\x0cQuantization\x12,\n\x06Submit\x12\x11.edgeq.v1.JobSpec\x1a\r.edgeq.v1.Job\"\x00\x12\x31\n\x05Watch\x12\x10.edgeq.v1.JobRef\x1a\x12.edgeq.v1.JobEvent\"\x00\x30\x01\x12(\n\x03Get\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x12?\n\x04List\x12\x19.edgeq.v1.ListJobsRequest\x1a\x1a.edgeq.v1.ListJobsResponse\"\x00\x12+\n\x06\x43\x61ncel\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x32\xac\x02\n\x06Models\x12\x43\n\x04List\x12\x1b.edgeq.v1.ListModelsRequest\x1a\x1c.edgeq.v1.ListModelsResponse\"\x00\x12\x30\n\x03Get\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x33\n\tGetReport\x12\x12.edgeq.v1.ModelRef\x1a\x10.edgeq.v1.Report\"\x00\x12=\n\x06\x44\x65lete\x12\x12.edgeq.v1.ModelRef\x1a\x1d.edgeq.v1.DeleteModelResponse\"\x00\x12\x37\n\x06\x45xport\x12\x12.edgeq.v1.ModelRef\x1a\x15.edgeq.v1.BundleChunk\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64geq/v1/edgeq.proto\x12\x08\x65\x64geq.v1\"<\n\nUploadInfo\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"?\n\x0bUploadChunk\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.edgeq.v1.UploadInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\":\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"q\n\x0bModelSource\x12\x0e\n\x04timm\x18\x01 \x01(\tH\x00\x12\x17\n\ronnx_artifact\x18\x02 \x01(\tH\x00\x12\x15\n\x0bir_artifact\x18\x03 \x01(\tH\x00\x12\x18\n\x10weights_artifact\x18\x04 \x01(\tB\x08\n\x06source\"8\n\rPreprocessing\x12\x0c\n\x04size\x18\x01 \x03(\x05\x12\x0c\n\x04mean\x18\x02 \x03(\x02\x12\x0b\n\x03std\x18\x03 \x03(\x02\"\xac\x01\n\x06Recipe\x12\x0e\n\x06preset\x18\x01 \x01(\t\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x13\n\x0bsubset_size\x18\x03 \x01(\r\x12\x1e\n\x16has_smooth_quant_alpha\x18\x04 \x01(\x08\x12\x1a\n\x12smooth_quant_alpha\x18\x05 \x01(\x02\x12\x19\n\x11\x61\x63tivations_range\x18\x06 \x01(\t\x12\x17\n\x0fnot_transformer\x18\x07 \x01(\x08\"\xcf\x03\n\x07JobSpec\x12\x13\n\x0btarget_name\x18\x01 \x01(\t\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.edgeq.v1.ModelSource\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\x12.\n\rpreprocessing\x18\x04 \x01(\x0b\x32\x17.edgeq.v1.Preprocessing\x12\x1c\n\x14\x63\x61libration_artifact\x18\x05 \x01(\t\x12\x1b\n\x13validation_artifact\x18\x06 \x01(\t\x12\x0e\n\x06metric\x18\x07 \x01(\t\x12\x10\n\x08max_drop\x18\x08 \x01(\x01\x12\x15\n\rrelative_drop\x18\t \x01(\x08\x12 \n\x06recipe\x18\n \x01(\x0b\x32\x10.edgeq.v1.Recipe\x12\x1b\n\x13time_budget_seconds\x18\x0b \x01(\x01\x12\x16\n\x0emax_iterations\x18\x0c \x01(\r\x12\x13\n\x0bno_fallback\x18\r \x01(\x08\x12\x13\n\x0bmin_speedup\x18\x0e \x01(\x01\x12\x15\n\rspeed_seconds\x18\x0f \x01(\x01\x12\x13\n\x0boutput_node\x18\x10 \x01(\t\x12\x0c\n\x04\x61uto\x18\x11 \x01(\x08\x12\x15\n\rforce_promote\x18\x12 \x01(\x08\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\xf0\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\x13\n\x0btarget_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\x12\n\nbudget_met\x18\x0c \x01(\x08\"\x85\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"/\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.edgeq.v1.Job\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xa5\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x13\n\x0b\x66loat_score\x18\x04 \x01(\x01\x12\x12\n\nint8_score\x18\x05 \x01(\x01\x12\x12\n\nbudget_met\x18\x06 \x01(\x08\x12\x13\n\x0breport_json\x18\x07 \x01(\t\x12\x13\n\x0bheld_reason\x18\x08 \x01(\t\"B\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.edgeq.v1.VersionInfo\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.edgeq.v1.ModelInfo\"C\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"=\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t*h\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\x44\n\tArtifacts\x12\x37\n\x06Upload\x12\x15.edgeq.v1.UploadChunk\x1a\x12.edgeq.v1.Artifact\"\x00(\x01\x32\x87\x02\n\x0cQuantization\x12,\n\x06Submit\x12\x11.edgeq.v1.JobSpec\x1a\r.edgeq.v1.Job\"\x00\x12\x31\n\x05Watch\x12\x10.edgeq.v1.JobRef\x1a\x12.edgeq.v1.JobEvent\"\x00\x30\x01\x12(\n\x03Get\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x12?\n\x04List\x12\x19.edgeq.v1.ListJobsRequest\x1a\x1a.edgeq.v1.ListJobsResponse\"\x00\x12+\n\x06\x43\x61ncel\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x32\xe2\x02\n\x06Models\x12\x43\n\x04List\x12\x1b.edgeq.v1.ListModelsRequest\x1a\x1c.edgeq.v1.ListModelsResponse\"\x00\x12\x30\n\x03Get\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x33\n\tGetReport\x12\x12.edgeq.v1.ModelRef\x1a\x10.edgeq.v1.Report\"\x00\x12=\n\x06\x44\x65lete\x12\x12.edgeq.v1.ModelRef\x1a\x1d.edgeq.v1.DeleteModelResponse\"\x00\x12\x34\n\x07Promote\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x37\n\x06\x45xport\x12\x12.edgeq.v1.ModelRef\x1a\x15.edgeq.v1.BundleChunk\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeq.v1.edgeq_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1989
-  _globals['_JOBSTATE']._serialized_end=2093
+  _globals['_JOBSTATE']._serialized_start=2033
+  _globals['_JOBSTATE']._serialized_end=2137
   _globals['_UPLOADINFO']._serialized_start=34
   _globals['_UPLOADINFO']._serialized_end=94
   _globals['_UPLOADCHUNK']._serialized_start=96
@@ -47,37 +47,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECIPE']._serialized_start=395
   _globals['_RECIPE']._serialized_end=567
   _globals['_JOBSPEC']._serialized_start=570
-  _globals['_JOBSPEC']._serialized_end=1010
-  _globals['_JOBREF']._serialized_start=1012
-  _globals['_JOBREF']._serialized_end=1032
-  _globals['_JOB']._serialized_start=1035
-  _globals['_JOB']._serialized_end=1275
-  _globals['_JOBEVENT']._serialized_start=1278
-  _globals['_JOBEVENT']._serialized_end=1411
-  _globals['_LISTJOBSREQUEST']._serialized_start=1413
-  _globals['_LISTJOBSREQUEST']._serialized_end=1445
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1447
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1494
-  _globals['_MODELREF']._serialized_start=1496
-  _globals['_MODELREF']._serialized_end=1537
-  _globals['_VERSIONINFO']._serialized_start=1540
-  _globals['_VERSIONINFO']._serialized_end=1684
-  _globals['_MODELINFO']._serialized_start=1686
-  _globals['_MODELINFO']._serialized_end=1752
-  _globals['_LISTMODELSREQUEST']._serialized_start=1754
-  _globals['_LISTMODELSREQUEST']._serialized_end=1773
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1775
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1832
-  _globals['_REPORT']._serialized_start=1834
-  _globals['_REPORT']._serialized_end=1901
-  _globals['_DELETEMODELRESPONSE']._serialized_start=1903
-  _globals['_DELETEMODELRESPONSE']._serialized_end=1924
-  _globals['_BUNDLECHUNK']._serialized_start=1926
-  _globals['_BUNDLECHUNK']._serialized_end=1987
-  _globals['_ARTIFACTS']._serialized_start=2095
-  _globals['_ARTIFACTS']._serialized_end=2163
-  _globals['_QUANTIZATION']._serialized_start=2166
-  _globals['_QUANTIZATION']._serialized_end=2429
-  _globals['_MODELS']._serialized_start=2432
-  _globals['_MODELS']._serialized_end=2732
+  _globals['_JOBSPEC']._serialized_end=1033
+  _globals['_JOBREF']._serialized_start=1035
+  _globals['_JOBREF']._serialized_end=1055
+  _globals['_JOB']._serialized_start=1058
+  _globals['_JOB']._serialized_end=1298
+  _globals['_JOBEVENT']._serialized_start=1301
+  _globals['_JOBEVENT']._serialized_end=1434
+  _globals['_LISTJOBSREQUEST']._serialized_start=1436
+  _globals['_LISTJOBSREQUEST']._serialized_end=1468
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1470
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1517
+  _globals['_MODELREF']._serialized_start=1519
+  _globals['_MODELREF']._serialized_end=1560
+  _globals['_VERSIONINFO']._serialized_start=1563
+  _globals['_VERSIONINFO']._serialized_end=1728
+  _globals['_MODELINFO']._serialized_start=1730
+  _globals['_MODELINFO']._serialized_end=1796
+  _globals['_LISTMODELSREQUEST']._serialized_start=1798
+  _globals['_LISTMODELSREQUEST']._serialized_end=1817
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1819
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1876
+  _globals['_REPORT']._serialized_start=1878
+  _globals['_REPORT']._serialized_end=1945
+  _globals['_DELETEMODELRESPONSE']._serialized_start=1947
+  _globals['_DELETEMODELRESPONSE']._serialized_end=1968
+  _globals['_BUNDLECHUNK']._serialized_start=1970
+  _globals['_BUNDLECHUNK']._serialized_end=2031
+  _globals['_ARTIFACTS']._serialized_start=2139
+  _globals['_ARTIFACTS']._serialized_end=2207
+  _globals['_QUANTIZATION']._serialized_start=2210
+  _globals['_QUANTIZATION']._serialized_end=2473
+  _globals['_MODELS']._serialized_start=2476
+  _globals['_MODELS']._serialized_end=2830
 # @@protoc_insertion_point(module_scope)

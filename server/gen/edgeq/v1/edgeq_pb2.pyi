@@ -92,7 +92,7 @@ class Recipe(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., rules: _Optional[_Iterable[str]] = ..., subset_size: _Optional[int] = ..., has_smooth_quant_alpha: _Optional[bool] = ..., smooth_quant_alpha: _Optional[float] = ..., activations_range: _Optional[str] = ..., not_transformer: _Optional[bool] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto")
+    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto", "force_promote")
     TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class JobSpec(_message.Message):
     SPEED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NODE_FIELD_NUMBER: _ClassVar[int]
     AUTO_FIELD_NUMBER: _ClassVar[int]
+    FORCE_PROMOTE_FIELD_NUMBER: _ClassVar[int]
     target_name: str
     model: ModelSource
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -127,7 +128,8 @@ class JobSpec(_message.Message):
     speed_seconds: float
     output_node: str
     auto: bool
-    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ...) -> None: ...
+    force_promote: bool
+    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ..., force_promote: _Optional[bool] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)
@@ -200,7 +202,7 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("version", "loaded", "metric", "float_score", "int8_score", "budget_met", "report_json")
+    __slots__ = ("version", "loaded", "metric", "float_score", "int8_score", "budget_met", "report_json", "held_reason")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +210,7 @@ class VersionInfo(_message.Message):
     INT8_SCORE_FIELD_NUMBER: _ClassVar[int]
     BUDGET_MET_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HELD_REASON_FIELD_NUMBER: _ClassVar[int]
     version: int
     loaded: bool
     metric: str
@@ -215,7 +218,8 @@ class VersionInfo(_message.Message):
     int8_score: float
     budget_met: bool
     report_json: str
-    def __init__(self, version: _Optional[int] = ..., loaded: _Optional[bool] = ..., metric: _Optional[str] = ..., float_score: _Optional[float] = ..., int8_score: _Optional[float] = ..., budget_met: _Optional[bool] = ..., report_json: _Optional[str] = ...) -> None: ...
+    held_reason: str
+    def __init__(self, version: _Optional[int] = ..., loaded: _Optional[bool] = ..., metric: _Optional[str] = ..., float_score: _Optional[float] = ..., int8_score: _Optional[float] = ..., budget_met: _Optional[bool] = ..., report_json: _Optional[str] = ..., held_reason: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "versions")

@@ -386,6 +386,11 @@ class ModelsStub:
                 request_serializer=edgeq_dot_v1_dot_edgeq__pb2.ModelRef.SerializeToString,
                 response_deserializer=edgeq_dot_v1_dot_edgeq__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.Promote = channel.unary_unary(
+                '/edgeq.v1.Models/Promote',
+                request_serializer=edgeq_dot_v1_dot_edgeq__pb2.ModelRef.SerializeToString,
+                response_deserializer=edgeq_dot_v1_dot_edgeq__pb2.ModelInfo.FromString,
+                _registered_method=True)
         self.Export = channel.unary_stream(
                 '/edgeq.v1.Models/Export',
                 request_serializer=edgeq_dot_v1_dot_edgeq__pb2.ModelRef.SerializeToString,
@@ -422,6 +427,13 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Promote(self, request, context):
+        """Serve a version the speed gate held back (the user's override).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Export(self, request, context):
         """A bundle (tar of IR, report and manifest) streamed in chunks.
         """
@@ -451,6 +463,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=edgeq_dot_v1_dot_edgeq__pb2.ModelRef.FromString,
                     response_serializer=edgeq_dot_v1_dot_edgeq__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=edgeq_dot_v1_dot_edgeq__pb2.ModelRef.FromString,
+                    response_serializer=edgeq_dot_v1_dot_edgeq__pb2.ModelInfo.SerializeToString,
             ),
             'Export': grpc.unary_stream_rpc_method_handler(
                     servicer.Export,
@@ -567,6 +584,33 @@ class Models:
             '/edgeq.v1.Models/Delete',
             edgeq_dot_v1_dot_edgeq__pb2.ModelRef.SerializeToString,
             edgeq_dot_v1_dot_edgeq__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeq.v1.Models/Promote',
+            edgeq_dot_v1_dot_edgeq__pb2.ModelRef.SerializeToString,
+            edgeq_dot_v1_dot_edgeq__pb2.ModelInfo.FromString,
             options,
             channel_credentials,
             insecure,
