@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 import edgeq
-from edgeq.errors import EdgeqError, InvalidArgument, NotFound
+from edgeq.errors import EdgeqError, FailedPrecondition, InvalidArgument, NotFound
 from edgeq.runtime.registry import LoadedVersion, ModelRegistry
 from edgeq.runtime.tensors import CONTENTS_FIELD, from_raw, from_typed
 from edgeq_server.errors import status_of
@@ -63,7 +63,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
         try:
             self.registry.get(request.name, request.version)
-        except NotFound:
+        except (NotFound, FailedPrecondition):  # unknown, not loaded, or held back by the speed gate
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 

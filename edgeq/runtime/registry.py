@@ -198,7 +198,8 @@ class ModelRegistry:
             return
         if reason is not None:
             raise FailedPrecondition(f"version {version} of model {name!r} is held back from serving: {reason}. "
-                                     f"Serve it anyway with `edgeq promote {name} {version}`")
+                                     f"Serve it anyway: `edgeq models promote {name} --version {version} --store STORE` "
+                                     "or the Models.Promote RPC")
 
     def _store_names(self) -> list[str]:
         try:

@@ -48,7 +48,7 @@ def test_a_version_below_the_gate_is_held_until_promoted(fmnist_npz: dict[str, P
         with pytest.raises(grpc.RpcError) as refused:
             inference.ModelInfer(_infer_request("gated", "2"))
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "held back" in refused.value.details() and "edgeq promote" in refused.value.details()
+        assert "held back" in refused.value.details() and "edgeq models promote gated --version 2" in refused.value.details()
         index = inference.RepositoryIndex(pb.RepositoryIndexRequest())
         assert {m.version: m.reason.startswith("held back") for m in index.models} == {"1": False, "2": True}
         listed = {v.version: v.held_reason for v in models.Get(edgeq_pb2.ModelRef(name="gated")).versions}
