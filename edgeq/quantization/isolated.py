@@ -85,8 +85,13 @@ def _core_shares(workers: int) -> list[list[int]]:
 
 
 def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float | None = None,
-              cancelled: Callable[[], bool] = lambda: False, retries: int = 1) -> list[Outcome]:
-    """Run every task in its own spawned process, at most `workers` at a time; outcomes in task order."""
+              cancelled: Callable[[], bool] = lambda: False, retries: int = 1,
+              slower_than_fastest: float | None = None) -> list[Outcome]:
+    """Run every task in its own spawned process, at most `workers` at a time; outcomes in task order.
+
+    `slower_than_fastest`: once one task is done, stop any task running longer than this many times
+    the fastest finished one (a recipe candidate 5x slower than the rest is not worth waiting for).
+    """
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(workers, len(tasks)))
     shares = _core_shares(workers)
@@ -111,13 +116,17 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float |
                 raise Cancelled(f"cancelled while running {', '.join(r.task.name for r in running.values())}")
             for slot, item in list(running.items()):
                 elapsed = time.perf_counter() - item.started
-                if item.process.is_alive() and (time_budget_s is None or elapsed < time_budget_s):
+                budget, why = time_budget_s, f"its time budget of {time_budget_s or 0:.0f} s"
+                fastest = min((o.seconds for o in outcomes.values() if o.ok), default=None)
+                if slower_than_fastest and fastest is not None and (budget is None or fastest * slower_than_fastest < budget):
+                    budget, why = fastest * slower_than_fastest, f"{slower_than_fastest:g}x the fastest task ({fastest:.0f} s)"
+                if item.process.is_alive() and (budget is None or elapsed < budget):
                     continue
                 if item.process.is_alive():
                     item.process.kill()
                     item.process.join()
-                    outcome = Outcome(item.task.name, "timeout", elapsed,
-                                      f"did not finish within its time budget of {time_budget_s:.0f} s", item.attempts)
+                    outcome = Outcome(item.task.name, "timeout", elapsed, f"stopped after {elapsed:.0f} s: {why}",
+                                      item.attempts)
                 else:
                     item.process.join()
                     outcome = _finished(item, elapsed)

@@ -222,7 +222,7 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                             metric="agreement", budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
-    assert [r["candidate"] for r in rows] == ["base", "smoothquant-off", "attention-float", "range-mean-minmax",
+    assert [r["candidate"] for r in rows] == ["base", "smoothquant-off", "attention-float", "range-minmax",
                                               "full-bias-correction"]
     chosen = [r for r in rows if r.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in rows)

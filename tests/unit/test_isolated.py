@@ -63,3 +63,12 @@ def test_timeout_and_cancel_kill_the_child() -> None:
     assert outcome.status == "timeout" and outcome.seconds < 30
     with pytest.raises(Cancelled, match="slow"):
         run_tasks([Task("slow", sleep_forever)], cancelled=lambda: True)
+
+
+def quick() -> None:
+    pass
+
+
+def test_a_task_far_slower_than_the_fastest_is_stopped() -> None:
+    quick_one, slow = run_tasks([Task("quick", quick), Task("slow", sleep_forever)], workers=2, slower_than_fastest=3.0)
+    assert quick_one.ok and slow.status == "timeout" and "3x the fastest task" in slow.reason
