@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import openvino as ov
 
@@ -25,7 +26,8 @@ DEFAULT_RULES = ("layernorm", "softmax")
 _BUILTIN = {
     "layernorm": "LayerNorm in float: MVN ops and decomposed ReduceMean/Sub/Pow/Sqrt/Div chains",
     "softmax": "Softmax in float: Softmax ops; fused ScaledDotProductAttention computes its softmax in float itself",
-    "attention": "attention in float: no quantizers on ScaledDotProductAttention inputs (Q, K, V)",
+    "attention": "attention in float: fused ScaledDotProductAttention and the activation x activation MatMuls "
+                 "(Q x K^T, scores x V) of unfused attention",
 }
 
 
@@ -167,7 +169,10 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
                 match.note += (f"; {fused} fused ScaledDotProductAttention op(s) compute softmax inside, in float "
                                "(their Q/K inputs may still be quantized: add the 'attention' rule to keep them float)")
         elif rule.kind == "attention":
-            match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == "ScaledDotProductAttention")
+            match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == "ScaledDotProductAttention"
+                                 or _activation_matmul(op))
+            fused = sum(op.get_type_name() == "ScaledDotProductAttention" for op in ops)
+            match.note = f"{fused} fused attention op(s), {len(match.nodes) - fused} activation x activation MatMul(s)"
         elif rule.kind == "type":
             match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == rule.value)
         elif rule.kind == "name":
@@ -179,6 +184,20 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
             match.note = (match.note + "; " if match.note else "") + "WARNING: matched no node"
         matches.append(match)
     return matches
+
+
+def _activation_matmul(op: Any) -> bool:
+    """Q x K^T and scores x V in unfused attention: a MatMul with no weight (constant) input."""
+    if op.get_type_name() != "MatMul":
+        return False
+    return not any(_is_weight(value.get_node()) for value in op.input_values())
+
+
+def _is_weight(node: Any) -> bool:
+    """A Constant, possibly behind Convert/Reshape/Transpose (how IR stores compressed weights)."""
+    while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze"):
+        node = node.input_value(0).get_node()
+    return bool(node.get_type_name() == "Constant")
 
 
 def ignored_names(matches: list[RuleMatch]) -> list[str]:

@@ -63,8 +63,14 @@ def test_softmax_type_name_and_subgraph_rules() -> None:
 
 
 def test_a_rule_matching_nothing_warns_instead_of_failing() -> None:
-    matches = resolve(tiny_transformer(False), parse_rules(["attention", "type:Gelu"]))
+    matches = resolve(tiny_transformer(False), parse_rules(["type:Gelu", "name:^nothing$"]))
     assert all(m.nodes == [] and "WARNING: matched no node" in m.note for m in matches)
+
+
+def test_attention_rule_finds_the_activation_matmuls_of_unfused_attention() -> None:
+    (match,) = resolve(tiny_transformer(False), parse_rules(["attention"]))
+    assert match.nodes == ["av", "qk"], "Q x K^T and scores x V; fc1/fc2 have weights and stay quantizable"
+    assert "0 fused attention op(s), 2 activation x activation MatMul(s)" == match.note
 
 
 @pytest.mark.parametrize("text", ["bogus", "type:", "name:(", "subgraph:abc"])
