@@ -56,6 +56,22 @@ def per_sample(metric: str, outputs: np.ndarray, reference: np.ndarray, labels: 
     raise InvalidArgument(f"unknown metric {metric!r}; choose one of {METRICS}")
 
 
+def neighbour_agreement(outputs: np.ndarray, reference: np.ndarray, limit: int = 4000) -> float | None:
+    """For embeddings: how often a sample's nearest neighbour (cosine, itself excluded) is the same one
+    in INT8 as in float. Retrieval breaks when this falls, even while cosine stays high."""
+    if outputs.ndim != 2 or len(outputs) < 3:
+        return None
+    count = min(len(outputs), limit)
+
+    def nearest(embeddings: np.ndarray) -> np.ndarray:
+        unit = embeddings[:count] / np.maximum(np.linalg.norm(embeddings[:count], axis=1, keepdims=True), 1e-30)
+        similarity = unit @ unit.T
+        np.fill_diagonal(similarity, -np.inf)
+        return np.asarray(similarity.argmax(axis=1))
+
+    return float((nearest(outputs.astype(np.float64)) == nearest(reference.astype(np.float64))).mean())
+
+
 def _classes(outputs: np.ndarray) -> np.ndarray:
     if outputs.ndim != 2:
         raise InvalidArgument(f"top-1 metrics need (N, classes) outputs, the model gives {list(outputs.shape)}: "

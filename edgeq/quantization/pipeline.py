@@ -125,6 +125,30 @@ def _hold_reason(report: dict[str, Any], forced: bool) -> str | None:
             f"below the speed gate x{gate['min_speedup']}")
 
 
+def _requantize(request: QuantizeRequest, work: Path, float_model: Any, int8_model: Any, recipe: Any,
+                ignored: list[str], plain_quantized: set[str], validation_inputs: np.ndarray, reference: np.ndarray,
+                labels: np.ndarray | None, calibration: np.ndarray, float_score: float,
+                cancelled: Callable[[], bool]) -> Any:
+    """The second fallback (edgeq.quantization.requantize), at most 10 % of the quantizable layers."""
+    from edgeq.compile import compile_cpu
+    from edgeq.quantization import accuracy, graph, sensitivity
+    from edgeq.quantization.requantize import requantize
+
+    sqnr = sensitivity.per_layer_sqnr(float_model, int8_model, sorted(plain_quantized),
+                                      calibration[: max(request.sensitivity_samples, 4)])
+    ranked = sorted(sqnr, key=lambda name: sqnr[name])
+
+    def score(model: Any) -> float:
+        outputs = accuracy.run(compile_cpu(model), validation_inputs, len(validation_inputs))
+        return float(accuracy.per_sample(request.metric, outputs, reference, labels).mean())
+
+    outcome = requantize(work / "requantize", work / "float.xml", work / "calibration.npy", recipe, ignored, ranked,
+                         score, lambda value: request.budget.met(float_score, value),
+                         max(1, len(graph.quantizable_ops(float_model)) // 10), cancelled)
+    outcome.sqnr = sqnr
+    return outcome
+
+
 def run(request: QuantizeRequest, on_event: EventSink = ignore,
         cancelled: Callable[[], bool] = lambda: False) -> QuantizeResult:
     """Run one job; raise an EdgeqError on bad input, return a result (budget met or not) otherwise."""
@@ -182,13 +206,15 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         float_score = accuracy.reference_score(request.metric, reference, labels)
 
         recipe, searched_model, search_table = request.recipe, None, None
+        float_xml = work / "float.xml"  # NNCF runs in child processes: they read the model from here
+        ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
         if request.auto:
             from edgeq.quantization.search import search
 
             emit("search", 0.2, "trying recipe candidates on a ranking subset")
             count = min(request.ranking_samples, len(validation_inputs))
             recipe, searched_model, search_table = search(
-                float_model, work / "search", work / "calibration.npy", np.asarray(validation_inputs[:count]),
+                float_model, work, work / "calibration.npy", np.asarray(validation_inputs[:count]),
                 reference[:count], None if labels is None else labels[:count], request.metric, request.recipe,
                 workers=request.search_workers, cancelled=cancelled)
         emit("quantize", 0.25, f"NNCF PTQ on {len(calibration_inputs)} calibration samples")
@@ -196,8 +222,6 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)
         ignored = rules.ignored_names(matches)
         if searched_model is None:
-            float_xml = work / "float.xml"
-            ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
             int8_model = ptq.quantize_isolated(work / "ptq", float_xml, work / "calibration.npy", recipe, ignored,
                                                cancelled)
         else:
@@ -226,10 +250,20 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
                 outcome = fallback.run_in_child(child_dir, request.fallback, cancelled)
                 fallback_report = {"ran": True, "status": outcome.status, "reason": outcome.reason,
                                    "seconds": round(outcome.seconds, 2), "timings": outcome.timings, "reverted": []}
+                restored_score = None
                 if outcome.model_path is not None:
-                    final_model = ov.Core().read_model(str(outcome.model_path))
-                    final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
-                    final_score = float(accuracy.per_sample(request.metric, final_outputs, reference, labels).mean())
+                    restored = ov.Core().read_model(str(outcome.model_path))
+                    restored_outputs = accuracy.run(compile_cpu(restored), validation_inputs, len(validation_inputs))
+                    restored_score = float(accuracy.per_sample(request.metric, restored_outputs, reference, labels).mean())
+                    fallback_report["restored_score"] = restored_score
+                if restored_score is not None and restored_score < ptq_score:
+                    # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
+                    # inputs in place, and cosine fell from 0.998 to 0.91. Never ship the worse model.
+                    fallback_report["status"] = "worse"
+                    warnings.append(f"accuracy control scored {restored_score:.4f}, worse than plain PTQ "
+                                    f"({ptq_score:.4f}): the plain PTQ model is kept")
+                elif restored_score is not None:
+                    final_model, final_outputs, final_score = restored, restored_outputs, restored_score
                     reverted = fallback.reverted_layers(plain_quantized, graph.quantized_ops(final_model))
                     plain_sqnr = sensitivity.per_layer_sqnr(
                         float_model, int8_model, reverted, np.asarray(calibration_inputs[: request.sensitivity_samples]))
@@ -239,6 +273,20 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
                         for name, t in graph.op_types(float_model, reverted).items()]
                 else:
                     warnings.append(f"fallback {outcome.status}: {outcome.reason}; the plain PTQ model is kept")
+                if not request.budget.met(float_score, final_score):
+                    emit("fallback", 0.6, "re-quantizing with the least accurate layers in float")
+                    second = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
+                                         validation_inputs, reference, labels, np.asarray(calibration_inputs),
+                                         float_score, cancelled)
+                    fallback_report["requantize"] = second.steps
+                    if second.model is not None and second.score is not None and second.score > final_score:
+                        final_model, final_score = second.model, second.score
+                        final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
+                        fallback_report["status"] = "requantized"
+                        fallback_report["reverted"] = [
+                            {"layer": name, "type": t, "plain_ptq_sqnr_db": second.sqnr.get(name),
+                             "reason": "lowest SQNR after plain PTQ; PTQ re-run with it in float"}
+                            for name, t in graph.op_types(float_model, second.reverted).items()]
 
         emit("analyse", 0.7, "per-layer SQNR, size and speed")
         final_quantized = graph.quantized_ops(final_model)
@@ -249,6 +297,8 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             "agreement": float(accuracy.per_sample("agreement", final_outputs, reference, labels).mean())
             if reference.ndim == 2 else None,
             "cosine": float(accuracy.per_sample("cosine", final_outputs, reference, labels).mean()),
+            "neighbour_agreement": accuracy.neighbour_agreement(final_outputs, reference)
+            if request.metric == "cosine" else None,
         }
 
         emit("report", 0.9, "writing the report")
