@@ -12,11 +12,16 @@ import tarfile
 from pathlib import Path
 
 from edgeq.data.archive import SafeArchive
-from edgeq.errors import InvalidArgument
+from edgeq.errors import FailedPrecondition, InvalidArgument
 from edgeq.store.repository import MANIFEST, ModelStore, VersionInfo, verify_manifest
 
 
 def export_bundle(info: VersionInfo, out: Path) -> Path:
+    """Refuses a version the speed gate held back: devices should not get what the server would not serve."""
+    held = info.held()
+    if held is not None:
+        raise FailedPrecondition(f"{info.name} version {info.version} is held back from serving ({held}); "
+                                 f"promote it first (edgeq models promote {info.name} --version {info.version})")
     verify_manifest(info.path)
     with tarfile.open(out, "w") as archive:
         for item in sorted(info.path.iterdir()):

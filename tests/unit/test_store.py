@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.errors import InvalidArgument, NotFound
+from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgeq.store import ModelStore
 from edgeq.store.bundle import export_bundle, import_bundle
 from edgeq.store.repository import STAGING, verify_manifest
@@ -108,8 +108,11 @@ def test_held_versions_are_stored_but_not_servable_until_promoted(tmp_path: Path
     assert [v.version for v in store.versions("vit")] == [1, 2]
     assert [v.version for v in store.servable("vit")] == [1]
     assert store.validate() == []  # the marker lives beside the version: its manifest is untouched
+    with pytest.raises(FailedPrecondition, match="promote it first"):
+        export_bundle(held, tmp_path / "held.tar")
     store.promote("vit", 2)
     assert store.get("vit", 2).held() is None and [v.version for v in store.servable("vit")] == [1, 2]
+    assert export_bundle(store.get("vit", 2), tmp_path / "promoted.tar").is_file()
 
 
 def test_a_stale_hold_marker_never_holds_a_later_version(tmp_path: Path) -> None:
