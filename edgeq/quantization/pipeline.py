@@ -158,6 +158,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
     from edgeq.compile import compile_cpu, cpu_description
     from edgeq.data.samples import first, hold_out
     from edgeq.quantization import accuracy, fallback, graph, ptq, rules, sensitivity, speed
+    from edgeq.quantization.attention import attention_rank_correlation
     from edgeq.report.html import write_html
     from edgeq.report.summary import build_report
     from edgeq.sources import load_model
@@ -292,6 +293,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         final_quantized = graph.quantized_ops(final_model)
         probe = np.asarray(calibration_inputs[: request.sensitivity_samples])
         sqnr = sensitivity.per_layer_sqnr(float_model, final_model, sorted(final_quantized), probe)
+        attention_maps = attention_rank_correlation(float_model, final_model, probe)
         speed_report = speed.compare(float_model, final_model, spec.shape, request.speed) if request.speed else None
         diagnostics = {
             "agreement": float(accuracy.per_sample("agreement", final_outputs, reference, labels).mean())
@@ -313,7 +315,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             quantizable=graph.quantizable_ops(float_model), quantized=sorted(final_quantized), sqnr=sqnr,
             sizes={"float_bytes": speed.model_size_bytes(float_model), "int8_bytes": (staged / "model.bin").stat().st_size},
             speed=speed_report, cpu=cpu_description(), timings=clock.timings, warnings=warnings, recipe=recipe,
-            search=search_table,
+            search=search_table, attention=attention_maps,
             seconds=time.perf_counter() - started,
         )
         (staged / "edgeq.json").write_text(json.dumps(report, indent=2, default=str))

@@ -18,7 +18,7 @@ from edgeq.quantization.graph import ops_by_name
 _MEASURED_TYPES = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData", "ScaledDotProductAttention"}
 
 
-def _with_outputs(model: ov.Model, names: list[str]) -> tuple[ov.Model, dict[str, int]]:
+def with_extra_outputs(model: ov.Model, names: list[str]) -> tuple[ov.Model, dict[str, int]]:
     """A clone whose outputs include each named op's first output; name -> output index."""
     clone = model.clone()
     table = ops_by_name(clone)
@@ -43,8 +43,8 @@ def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str
              and float_table[n].get_type_name() in _MEASURED_TYPES]
     if not names or len(inputs) == 0:
         return {}
-    float_probe, float_index = _with_outputs(float_model, names)
-    int8_probe, int8_index = _with_outputs(int8_model, names)
+    float_probe, float_index = with_extra_outputs(float_model, names)
+    int8_probe, int8_index = with_extra_outputs(int8_model, names)
     names = [n for n in names if n in float_index and n in int8_index]
     compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
     compiled_int8 = compile_cpu(int8_probe, hint="LATENCY")

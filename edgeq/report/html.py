@@ -99,6 +99,11 @@ def render(report: dict[str, Any]) -> str:
         parts.append(f"<img alt='per-layer SQNR chart' src='data:image/png;base64,{chart}'>")
     worst = list(layers["sqnr_db"].items())[:10]
     parts.append(_table(["layer (worst first)", "SQNR dB"], [[n, _fmt(v, 1)] for n, v in worst]))
+    attention = layers.get("attention_rank_correlation") or {}
+    if attention:
+        parts.append("<h2>Attention maps</h2><p>Spearman rank correlation of each query's attention weights, "
+                     "INT8 against FP32 (1 = the same tokens in the same order), per Softmax, lowest first.</p>")
+        parts.append(_table(["attention Softmax", "rank correlation"], [[n, _fmt(v, 4)] for n, v in attention.items()]))
     speed = report.get("speed")
     parts.append("<h2>Speed on this CPU</h2>")
     if speed:

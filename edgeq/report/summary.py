@@ -18,7 +18,8 @@ def build_report(*, request: Any, loaded: Any, calibration_count: int, calibrati
                  final_score: float, diagnostics: dict[str, Any], fallback: dict[str, Any], quantizable: list[str],
                  quantized: list[str], sqnr: dict[str, float], sizes: dict[str, int], speed: dict[str, Any] | None,
                  cpu: dict[str, Any], timings: dict[str, float], warnings: list[str], seconds: float,
-                 recipe: Any = None, search: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 recipe: Any = None, search: list[dict[str, Any]] | None = None,
+                 attention: dict[str, float] | None = None) -> dict[str, Any]:
     budget = request.budget
     met = budget.met(float_score, final_score)
     speedup = None
@@ -80,6 +81,8 @@ def build_report(*, request: Any, loaded: Any, calibration_count: int, calibrati
             "quantized": len(quantized),
             "reverted": len(fallback.get("reverted", [])),
             "sqnr_db": {name: _finite(v) for name, v in sqnr.items()},
+            # Spearman correlation of attention rows, INT8 vs FP32, per Softmax (unfused attention only)
+            "attention_rank_correlation": dict(sorted((attention or {}).items(), key=lambda item: item[1])),
         },
         "size": {**sizes, "ratio": sizes["float_bytes"] / max(1, sizes["int8_bytes"])},
         "speed": speed,
@@ -116,6 +119,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if sqnr:
         lines.append("worst SQNR: " + ", ".join(f"{short_name(n)} {v if isinstance(v, str) else f'{v:.1f}'} dB"
                                                 for n, v in sqnr))
+    attention = report["layers"].get("attention_rank_correlation") or {}
+    if attention:
+        worst = next(iter(attention.items()))
+        lines.append(f"attention maps: rank correlation with FP32 mean {sum(attention.values()) / len(attention):.4f}, "
+                     f"lowest {worst[1]:.4f} ({short_name(worst[0])})")
     if report.get("speed"):
         for batch, row in report["speed"]["batches"].items():
             lines.append(

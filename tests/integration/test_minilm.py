@@ -35,3 +35,7 @@ def test_minilm_embeddings_keep_their_neighbours(tmp_path: Path, monkeypatch: py
     assert result.report["layers"]["quantized"] >= 36, "at least as many MatMuls as BERT has FCs (6 layers x Q, K, V, O, FC1, FC2)"
     assert accuracy["final"] >= 0.995, f"embedding cosine {accuracy['final']:.4f}"
     assert accuracy["neighbour_agreement"] >= 0.93, f"nearest-neighbour agreement {accuracy['neighbour_agreement']:.3f}"
+    attention = result.report["layers"]["attention_rank_correlation"]
+    assert len(attention) == 6, "one attention map per BERT layer (unfused Softmax)"
+    assert all(0.9 < value <= 1.0 for value in attention.values()), attention
+    assert "<h2>Attention maps</h2>" in (result.path / "report.html").read_text()

@@ -1,0 +1,54 @@
+"""Attention-map agreement: does the INT8 model attend to the same tokens as the float one?
+
+For every Softmax both graphs share (unfused attention: its output is the attention map), a few
+samples run through both models, and each map row (one query's weights over the keys) is compared
+by Spearman rank correlation; the report gives the mean per layer. Fused ScaledDotProductAttention
+keeps its map inside the op, so models converted from timm (fused) report nothing here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+
+from edgeq.compile import compile_cpu
+from edgeq.quantization.graph import ops_by_name
+from edgeq.quantization.sensitivity import with_extra_outputs
+
+
+def _row_ranks(maps: np.ndarray) -> np.ndarray:
+    return np.asarray(maps.argsort(axis=1).argsort(axis=1), dtype=np.float64)
+
+
+def spearman_rows(reference: np.ndarray, quantized: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of two (rows, keys) arrays (ties broken by position)."""
+    a, b = _row_ranks(reference), _row_ranks(quantized)
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return np.where(denominator > 0, (a * b).sum(axis=1) / np.maximum(denominator, 1e-30), 1.0)
+
+
+def attention_rank_correlation(float_model: ov.Model, int8_model: ov.Model, inputs: np.ndarray,
+                               max_rows: int = 256) -> dict[str, float]:
+    """Mean Spearman correlation of attention rows per Softmax layer, over `inputs` (N, ...)."""
+    float_table, int8_table = ops_by_name(float_model), ops_by_name(int8_model)
+    names = sorted(n for n, op in float_table.items() if op.get_type_name() == "Softmax" and n in int8_table)
+    if not names or len(inputs) == 0:
+        return {}
+    float_probe, float_index = with_extra_outputs(float_model, names)
+    int8_probe, int8_index = with_extra_outputs(int8_model, names)
+    names = [n for n in names if n in float_index and n in int8_index]
+    compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
+    compiled_int8 = compile_cpu(int8_probe, hint="LATENCY")
+    scores: dict[str, list[float]] = {n: [] for n in names}
+    for sample in inputs:
+        batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
+        reference, quantized = compiled_float(batch), compiled_int8(batch)
+        for name in names:
+            x = reference[float_index[name]]
+            rows_x = x.reshape(-1, x.shape[-1])
+            rows_q = quantized[int8_index[name]].reshape(-1, x.shape[-1])
+            pick = np.linspace(0, len(rows_x) - 1, min(max_rows, len(rows_x))).astype(int)
+            scores[name].extend(spearman_rows(rows_x[pick], rows_q[pick]).tolist())
+    return {name: float(np.mean(values)) for name, values in scores.items() if values}
