@@ -102,6 +102,9 @@ def _child(workdir: str) -> None:
     timings["total_s"] = time.perf_counter() - started
     timings["other_s"] = timings["total_s"] - timings["evaluation_s"]
     (root / "timings.json").write_text(json.dumps(timings))
+    from edgeq.quantization.isolated import exit_now
+
+    exit_now()
 
 
 def prepare(workdir: Path, float_model: Any, calibration: np.ndarray, validation: np.ndarray, reference: np.ndarray,

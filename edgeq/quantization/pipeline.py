@@ -149,6 +149,80 @@ def _requantize(request: QuantizeRequest, work: Path, float_model: Any, int8_mod
     return outcome
 
 
+def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., None], cancelled: Callable[[], bool],
+                      warnings: list[str], float_model: Any, int8_model: Any, int8_outputs: np.ndarray,
+                      ptq_score: float, float_score: float, recipe: Recipe, ignored: list[str],
+                      calibration: np.ndarray, validation_inputs: np.ndarray, reference: np.ndarray,
+                      labels: np.ndarray | None) -> tuple[Any, np.ndarray, float, dict[str, Any]]:
+    """Fallback when plain PTQ misses the budget: NNCF's accuracy control (kept only if it does not
+    make things worse), then, if still short, re-quantization with the worst layers in float.
+    Returns (model, its outputs, its score, the report's fallback section)."""
+    import openvino as ov
+
+    from edgeq.compile import compile_cpu
+    from edgeq.quantization import accuracy, fallback, graph, sensitivity
+
+    final_model, final_outputs, final_score = int8_model, int8_outputs, ptq_score
+    plain_quantized = graph.quantized_ops(int8_model)
+    fallback_report: dict[str, Any] = {"ran": False, "reverted": [], "status": "not needed"}
+    if not request.budget.met(float_score, ptq_score):
+        if request.fallback is None:
+            fallback_report["status"] = "disabled"
+        else:
+            emit("fallback", 0.5, "accuracy below budget: reverting layers to float (accuracy control)",
+                 drop=request.budget.drop(float_score, ptq_score))
+            child_dir = work / "fallback"
+            fallback.prepare(child_dir, float_model, calibration, np.asarray(validation_inputs),
+                             reference, labels, {
+                                 "metric": request.metric, "max_drop": request.budget.max_drop,
+                                 "relative": request.budget.relative, "recipe": recipe.to_dict(),
+                                 "ignored": ignored, "max_iterations": request.fallback.max_iterations,
+                                 "ranking_subset_size": request.fallback.ranking_subset_size,
+                             })
+            outcome = fallback.run_in_child(child_dir, request.fallback, cancelled)
+            fallback_report = {"ran": True, "status": outcome.status, "reason": outcome.reason,
+                               "seconds": round(outcome.seconds, 2), "timings": outcome.timings, "reverted": []}
+            restored_score = None
+            if outcome.model_path is not None:
+                restored = ov.Core().read_model(str(outcome.model_path))
+                restored_outputs = accuracy.run(compile_cpu(restored), validation_inputs, len(validation_inputs))
+                restored_score = float(accuracy.per_sample(request.metric, restored_outputs, reference, labels).mean())
+                fallback_report["restored_score"] = restored_score
+            if restored_score is not None and restored_score < ptq_score:
+                # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
+                # inputs in place, and cosine fell from 0.998 to 0.91. Never ship the worse model.
+                fallback_report["status"] = "worse"
+                warnings.append(f"accuracy control scored {restored_score:.4f}, worse than plain PTQ "
+                                f"({ptq_score:.4f}): the plain PTQ model is kept")
+            elif restored_score is not None:
+                final_model, final_outputs, final_score = restored, restored_outputs, restored_score
+                reverted = fallback.reverted_layers(plain_quantized, graph.quantized_ops(final_model))
+                plain_sqnr = sensitivity.per_layer_sqnr(
+                    float_model, int8_model, reverted, np.asarray(calibration[: request.sensitivity_samples]))
+                fallback_report["reverted"] = [
+                    {"layer": name, "type": t, "plain_ptq_sqnr_db": plain_sqnr.get(name),
+                     "reason": "ranked most harmful to the metric by accuracy control; reverted to meet the budget"}
+                    for name, t in graph.op_types(float_model, reverted).items()]
+            else:
+                warnings.append(f"fallback {outcome.status}: {outcome.reason}; the plain PTQ model is kept")
+            if not request.budget.met(float_score, final_score):
+                emit("fallback", 0.6, "re-quantizing with the least accurate layers in float")
+                second = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
+                                     validation_inputs, reference, labels, calibration,
+                                     float_score, cancelled)
+                fallback_report["requantize"] = second.steps
+                if second.model is not None and second.score is not None and second.score > final_score:
+                    final_model, final_score = second.model, second.score
+                    final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
+                    fallback_report["status"] = "requantized"
+                    fallback_report["reverted"] = [
+                        {"layer": name, "type": t, "plain_ptq_sqnr_db": second.sqnr.get(name),
+                         "reason": "lowest SQNR after plain PTQ; PTQ re-run with it in float"}
+                        for name, t in graph.op_types(float_model, second.reverted).items()]
+
+    return final_model, final_outputs, final_score, fallback_report
+
+
 def run(request: QuantizeRequest, on_event: EventSink = ignore,
         cancelled: Callable[[], bool] = lambda: False) -> QuantizeResult:
     """Run one job; raise an EdgeqError on bad input, return a result (budget met or not) otherwise."""
@@ -157,7 +231,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
     from edgeq import data as datasets
     from edgeq.compile import compile_cpu, cpu_description
     from edgeq.data.samples import first, hold_out
-    from edgeq.quantization import accuracy, fallback, graph, ptq, rules, sensitivity, speed
+    from edgeq.quantization import accuracy, graph, ptq, rules, sensitivity, speed
     from edgeq.quantization.attention import attention_rank_correlation
     from edgeq.report.html import write_html
     from edgeq.report.summary import build_report
@@ -227,67 +301,13 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
                                                cancelled)
         else:
             int8_model = searched_model
-        plain_quantized = graph.quantized_ops(int8_model)
 
         emit("accuracy", 0.45, "measuring INT8 accuracy")
         int8_outputs = accuracy.run(compile_cpu(int8_model), validation_inputs, len(validation_inputs))
         ptq_score = float(accuracy.per_sample(request.metric, int8_outputs, reference, labels).mean())
-        final_model, final_outputs, final_score = int8_model, int8_outputs, ptq_score
-        fallback_report: dict[str, Any] = {"ran": False, "reverted": [], "status": "not needed"}
-        if not request.budget.met(float_score, ptq_score):
-            if request.fallback is None:
-                fallback_report["status"] = "disabled"
-            else:
-                emit("fallback", 0.5, "accuracy below budget: reverting layers to float (accuracy control)",
-                     drop=request.budget.drop(float_score, ptq_score))
-                child_dir = work / "fallback"
-                fallback.prepare(child_dir, float_model, np.asarray(calibration_inputs), np.asarray(validation_inputs),
-                                 reference, labels, {
-                                     "metric": request.metric, "max_drop": request.budget.max_drop,
-                                     "relative": request.budget.relative, "recipe": recipe.to_dict(),
-                                     "ignored": ignored, "max_iterations": request.fallback.max_iterations,
-                                     "ranking_subset_size": request.fallback.ranking_subset_size,
-                                 })
-                outcome = fallback.run_in_child(child_dir, request.fallback, cancelled)
-                fallback_report = {"ran": True, "status": outcome.status, "reason": outcome.reason,
-                                   "seconds": round(outcome.seconds, 2), "timings": outcome.timings, "reverted": []}
-                restored_score = None
-                if outcome.model_path is not None:
-                    restored = ov.Core().read_model(str(outcome.model_path))
-                    restored_outputs = accuracy.run(compile_cpu(restored), validation_inputs, len(validation_inputs))
-                    restored_score = float(accuracy.per_sample(request.metric, restored_outputs, reference, labels).mean())
-                    fallback_report["restored_score"] = restored_score
-                if restored_score is not None and restored_score < ptq_score:
-                    # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
-                    # inputs in place, and cosine fell from 0.998 to 0.91. Never ship the worse model.
-                    fallback_report["status"] = "worse"
-                    warnings.append(f"accuracy control scored {restored_score:.4f}, worse than plain PTQ "
-                                    f"({ptq_score:.4f}): the plain PTQ model is kept")
-                elif restored_score is not None:
-                    final_model, final_outputs, final_score = restored, restored_outputs, restored_score
-                    reverted = fallback.reverted_layers(plain_quantized, graph.quantized_ops(final_model))
-                    plain_sqnr = sensitivity.per_layer_sqnr(
-                        float_model, int8_model, reverted, np.asarray(calibration_inputs[: request.sensitivity_samples]))
-                    fallback_report["reverted"] = [
-                        {"layer": name, "type": t, "plain_ptq_sqnr_db": plain_sqnr.get(name),
-                         "reason": "ranked most harmful to the metric by accuracy control; reverted to meet the budget"}
-                        for name, t in graph.op_types(float_model, reverted).items()]
-                else:
-                    warnings.append(f"fallback {outcome.status}: {outcome.reason}; the plain PTQ model is kept")
-                if not request.budget.met(float_score, final_score):
-                    emit("fallback", 0.6, "re-quantizing with the least accurate layers in float")
-                    second = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
-                                         validation_inputs, reference, labels, np.asarray(calibration_inputs),
-                                         float_score, cancelled)
-                    fallback_report["requantize"] = second.steps
-                    if second.model is not None and second.score is not None and second.score > final_score:
-                        final_model, final_score = second.model, second.score
-                        final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
-                        fallback_report["status"] = "requantized"
-                        fallback_report["reverted"] = [
-                            {"layer": name, "type": t, "plain_ptq_sqnr_db": second.sqnr.get(name),
-                             "reason": "lowest SQNR after plain PTQ; PTQ re-run with it in float"}
-                            for name, t in graph.op_types(float_model, second.reverted).items()]
+        final_model, final_outputs, final_score, fallback_report = _restore_accuracy(
+            request, work, emit, cancelled, warnings, float_model, int8_model, int8_outputs, ptq_score, float_score,
+            recipe, ignored, np.asarray(calibration_inputs), validation_inputs, reference, labels)
 
         emit("analyse", 0.7, "per-layer SQNR, size and speed")
         final_quantized = graph.quantized_ops(final_model)
