@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import openvino as ov
 
-from edgeq.compile import compile_cpu
 from edgeq.quantization.graph import ops_by_name
-from edgeq.quantization.sensitivity import with_extra_outputs
+from edgeq.quantization.sensitivity import paired_outputs
 
 
 def _row_ranks(maps: np.ndarray) -> np.ndarray:
@@ -36,19 +35,10 @@ def attention_rank_correlation(float_model: ov.Model, int8_model: ov.Model, inpu
     names = sorted(n for n, op in float_table.items() if op.get_type_name() == "Softmax" and n in int8_table)
     if not names or len(inputs) == 0:
         return {}
-    float_probe, float_index = with_extra_outputs(float_model, names)
-    int8_probe, int8_index = with_extra_outputs(int8_model, names)
-    names = [n for n in names if n in float_index and n in int8_index]
-    compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
-    compiled_int8 = compile_cpu(int8_probe, hint="LATENCY")
-    scores: dict[str, list[float]] = {n: [] for n in names}
-    for sample in inputs:
-        batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
-        reference, quantized = compiled_float(batch), compiled_int8(batch)
-        for name in names:
-            x = reference[float_index[name]]
-            rows_x = x.reshape(-1, x.shape[-1])
-            rows_q = quantized[int8_index[name]].reshape(-1, x.shape[-1])
+    scores: dict[str, list[float]] = {}
+    for pairs in paired_outputs(float_model, int8_model, names, inputs):
+        for name, (x, q) in pairs.items():
+            rows_x, rows_q = x.reshape(-1, x.shape[-1]), q.reshape(-1, x.shape[-1])
             pick = np.linspace(0, len(rows_x) - 1, min(max_rows, len(rows_x))).astype(int)
-            scores[name].extend(spearman_rows(rows_x[pick], rows_q[pick]).tolist())
+            scores.setdefault(name, []).extend(spearman_rows(rows_x[pick], rows_q[pick]).tolist())
     return {name: float(np.mean(values)) for name, values in scores.items() if values}

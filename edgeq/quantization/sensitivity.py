@@ -7,6 +7,7 @@ at true FP32 precision for the float side. SQNR = 10 log10(sum(x^2) / sum((x - q
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import openvino as ov
@@ -18,7 +19,7 @@ from edgeq.quantization.graph import ops_by_name
 _MEASURED_TYPES = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData", "ScaledDotProductAttention"}
 
 
-def with_extra_outputs(model: ov.Model, names: list[str]) -> tuple[ov.Model, dict[str, int]]:
+def _with_outputs(model: ov.Model, names: list[str]) -> tuple[ov.Model, dict[str, int]]:
     """A clone whose outputs include each named op's first output; name -> output index."""
     clone = model.clone()
     table = ops_by_name(clone)
@@ -36,6 +37,20 @@ def _db(signal: float, noise: float) -> float:
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
 
 
+def paired_outputs(float_model: ov.Model, int8_model: ov.Model, names: list[str],
+                   inputs: np.ndarray) -> Iterator[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per sample of `inputs`: each named op's output in the float model (true FP32) and in INT8."""
+    float_probe, float_index = _with_outputs(float_model, names)
+    int8_probe, int8_index = _with_outputs(int8_model, names)
+    kept = [n for n in names if n in float_index and n in int8_index]
+    compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
+    compiled_int8 = compile_cpu(int8_probe, hint="LATENCY")
+    for sample in inputs:
+        batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
+        reference, quantized = compiled_float(batch), compiled_int8(batch)
+        yield {n: (reference[float_index[n]], quantized[int8_index[n]]) for n in kept}
+
+
 def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str], inputs: np.ndarray) -> dict[str, float]:
     """SQNR per layer name over `inputs` (N, ...), worst first."""
     float_table, int8_table = ops_by_name(float_model), ops_by_name(int8_model)
@@ -43,21 +58,12 @@ def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str
              and float_table[n].get_type_name() in _MEASURED_TYPES]
     if not names or len(inputs) == 0:
         return {}
-    float_probe, float_index = with_extra_outputs(float_model, names)
-    int8_probe, int8_index = with_extra_outputs(int8_model, names)
-    names = [n for n in names if n in float_index and n in int8_index]
-    compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
-    compiled_int8 = compile_cpu(int8_probe, hint="LATENCY")
-    signal = np.zeros(len(names))
-    noise = np.zeros(len(names))
-    for sample in inputs:
-        batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
-        reference = compiled_float(batch)
-        quantized = compiled_int8(batch)
-        for i, name in enumerate(names):
-            x = reference[float_index[name]].astype(np.float64)
-            q = quantized[int8_index[name]].astype(np.float64)
-            signal[i] += np.square(x).sum()
-            noise[i] += np.square(x - q).sum()
-    scores = {name: _db(s, n) for name, s, n in zip(names, signal, noise)}
+    signal: dict[str, float] = {}
+    noise: dict[str, float] = {}
+    for pairs in paired_outputs(float_model, int8_model, names, inputs):
+        for name, (x, q) in pairs.items():
+            x, q = x.astype(np.float64), q.astype(np.float64)
+            signal[name] = signal.get(name, 0.0) + float(np.square(x).sum())
+            noise[name] = noise.get(name, 0.0) + float(np.square(x - q).sum())
+    scores = {name: _db(signal[name], noise[name]) for name in signal}
     return dict(sorted(scores.items(), key=lambda item: item[1]))
