@@ -11,8 +11,6 @@ the quantized-op sets of the plain PTQ model and the final model.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +38,7 @@ class FallbackOutcome:
 
 
 def _child(workdir: str) -> None:
-    """Runs in the spawned process: no state shared with the parent but the files."""
-    from edgeq.jobs.worker import die_with_parent
-
-    die_with_parent()
-    from edgeq._offline import disable_telemetry, quiet_nncf
-
-    disable_telemetry()
-    quiet_nncf()
+    """Runs in the spawned process (isolated.run_tasks): no state shared with the parent but the files."""
     import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
@@ -102,9 +93,6 @@ def _child(workdir: str) -> None:
     timings["total_s"] = time.perf_counter() - started
     timings["other_s"] = timings["total_s"] - timings["evaluation_s"]
     (root / "timings.json").write_text(json.dumps(timings))
-    from edgeq.quantization.isolated import exit_now
-
-    exit_now()
 
 
 def prepare(workdir: Path, float_model: Any, calibration: np.ndarray, validation: np.ndarray, reference: np.ndarray,
@@ -122,35 +110,26 @@ def prepare(workdir: Path, float_model: Any, calibration: np.ndarray, validation
 
 
 def run_in_child(workdir: Path, settings: FallbackSettings, cancelled: Any = None) -> FallbackOutcome:
-    """Start the child, wait up to the time budget (polling `cancelled()`), report what happened."""
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_child, args=(str(workdir),), name="edgeq-accuracy-control", daemon=True)
-    started = time.perf_counter()
-    process.start()
-    deadline = started + settings.time_budget_s
-    while process.is_alive() and time.perf_counter() < deadline:
-        process.join(timeout=0.5)
-        if cancelled is not None and cancelled():
-            break
-    seconds = time.perf_counter() - started
-    if process.is_alive():
-        process.kill()
-        process.join()
-        if cancelled is not None and cancelled():
-            from edgeq.errors import Cancelled
+    """Run the child once (no retry: it is slow) within the time budget; report what happened."""
+    from edgeq.errors import Cancelled
+    from edgeq.quantization.isolated import Task, run_tasks
 
-            raise Cancelled("the job was cancelled during accuracy control")
-        return FallbackOutcome("timeout", None, seconds,
+    task = Task("accuracy-control", _child, (str(workdir),), str(workdir))
+    try:
+        (outcome,) = run_tasks([task], time_budget_s=settings.time_budget_s, retries=0,
+                               cancelled=cancelled or (lambda: False))
+    except Cancelled:
+        raise Cancelled("the job was cancelled during accuracy control") from None
+    if outcome.status == "timeout":
+        return FallbackOutcome("timeout", None, outcome.seconds,
                                f"accuracy control did not finish within its time budget of {settings.time_budget_s:.0f} s")
-    if process.exitcode != 0:
-        code = process.exitcode or 0
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        return FallbackOutcome("crashed", None, seconds, f"accuracy control crashed ({how})")
+    if not outcome.ok:
+        return FallbackOutcome("crashed", None, outcome.seconds, f"accuracy control crashed ({outcome.reason})")
     result = workdir / "result.xml"
     if not result.exists():
         raise InternalError("accuracy control finished without writing its result")
     timings = json.loads((workdir / "timings.json").read_text())
-    return FallbackOutcome("done", result, seconds, timings=timings)
+    return FallbackOutcome("done", result, outcome.seconds, timings=timings)
 
 
 def reverted_layers(plain_quantized: set[str], final_quantized: set[str]) -> list[str]:

@@ -72,10 +72,10 @@ def _bootstrap(task: Task, cores: list[int]) -> None:
         if task.workdir:
             Path(task.workdir, ERROR_FILE).write_text(f"{type(error).__name__}: {error}")
         raise
-    exit_now()
+    _exit_now()
 
 
-def exit_now() -> None:
+def _exit_now() -> None:
     """Leave without interpreter teardown: the results are on disk, and tearing down torch, NNCF and
     OpenVINO together has crashed a child after its work was done (seen once in a test run)."""
     import sys
