@@ -98,6 +98,15 @@ class Budget:
         return self.drop(reference_score, score) <= self.max_drop + 1e-12
 
 
+def evaluate(model: ov.Model, metric: str, inputs: np.ndarray, reference: np.ndarray,
+             labels: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Outputs of a quantized model (compiled as served: default precision) and its score."""
+    from edgeq.compile import compile_cpu
+
+    outputs = run(compile_cpu(model), inputs, len(inputs))
+    return outputs, float(per_sample(metric, outputs, reference, labels).mean())
+
+
 def reference_score(metric: str, reference: np.ndarray, labels: np.ndarray | None) -> float:
     """The float model's own score: 1.0 for agreement/cosine by definition."""
     return float(per_sample(metric, reference, reference, labels).mean())

@@ -130,7 +130,6 @@ def _requantize(request: QuantizeRequest, work: Path, float_model: Any, int8_mod
                 labels: np.ndarray | None, calibration: np.ndarray, float_score: float,
                 cancelled: Callable[[], bool]) -> Any:
     """The second fallback (edgeq.quantization.requantize), at most 10 % of the quantizable layers."""
-    from edgeq.compile import compile_cpu
     from edgeq.quantization import accuracy, graph, sensitivity
     from edgeq.quantization.requantize import requantize
 
@@ -138,9 +137,8 @@ def _requantize(request: QuantizeRequest, work: Path, float_model: Any, int8_mod
                                       calibration[: max(request.sensitivity_samples, 4)])
     ranked = sorted(sqnr, key=lambda name: sqnr[name])
 
-    def score(model: Any) -> float:
-        outputs = accuracy.run(compile_cpu(model), validation_inputs, len(validation_inputs))
-        return float(accuracy.per_sample(request.metric, outputs, reference, labels).mean())
+    def score(model: Any) -> tuple[np.ndarray, float]:
+        return accuracy.evaluate(model, request.metric, validation_inputs, reference, labels)
 
     outcome = requantize(work / "requantize", work / "float.xml", work / "calibration.npy", recipe, ignored, ranked,
                          score, lambda value: request.budget.met(float_score, value),
@@ -159,7 +157,6 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
     Returns (model, its outputs, its score, the report's fallback section)."""
     import openvino as ov
 
-    from edgeq.compile import compile_cpu
     from edgeq.quantization import accuracy, fallback, graph, sensitivity
 
     final_model, final_outputs, final_score = int8_model, int8_outputs, ptq_score
@@ -185,8 +182,8 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
             restored_score = None
             if outcome.model_path is not None:
                 restored = ov.Core().read_model(str(outcome.model_path))
-                restored_outputs = accuracy.run(compile_cpu(restored), validation_inputs, len(validation_inputs))
-                restored_score = float(accuracy.per_sample(request.metric, restored_outputs, reference, labels).mean())
+                restored_outputs, restored_score = accuracy.evaluate(restored, request.metric, validation_inputs,
+                                                                     reference, labels)
                 fallback_report["restored_score"] = restored_score
             if restored_score is not None and restored_score < ptq_score:
                 # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
@@ -212,8 +209,7 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
                                      float_score, cancelled)
                 fallback_report["requantize"] = second.steps
                 if second.model is not None and second.score is not None and second.score > final_score:
-                    final_model, final_score = second.model, second.score
-                    final_outputs = accuracy.run(compile_cpu(final_model), validation_inputs, len(validation_inputs))
+                    final_model, final_outputs, final_score = second.model, second.outputs, second.score
                     fallback_report["status"] = "requantized"
                     fallback_report["reverted"] = [
                         {"layer": name, "type": t, "plain_ptq_sqnr_db": second.sqnr.get(name),
@@ -303,8 +299,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             int8_model = searched_model
 
         emit("accuracy", 0.45, "measuring INT8 accuracy")
-        int8_outputs = accuracy.run(compile_cpu(int8_model), validation_inputs, len(validation_inputs))
-        ptq_score = float(accuracy.per_sample(request.metric, int8_outputs, reference, labels).mean())
+        int8_outputs, ptq_score = accuracy.evaluate(int8_model, request.metric, validation_inputs, reference, labels)
         final_model, final_outputs, final_score, fallback_report = _restore_accuracy(
             request, work, emit, cancelled, warnings, float_model, int8_model, int8_outputs, ptq_score, float_score,
             recipe, ignored, np.asarray(calibration_inputs), validation_inputs, reference, labels)

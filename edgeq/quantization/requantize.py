@@ -23,6 +23,7 @@ from edgeq.quantization.recipe import Recipe
 class RequantizeOutcome:
     model: Any | None
     score: float | None
+    outputs: Any = None  # the best model's validation outputs
     reverted: list[str] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     sqnr: dict[str, float] = field(default_factory=dict)  # the ranking: plain PTQ SQNR per layer (dB)
@@ -38,17 +39,17 @@ def group_sizes(max_layers: int) -> list[int]:
 
 
 def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe, ignored: list[str],
-               ranked_layers: list[str], score: Callable[[Any], float], good_enough: Callable[[float], bool],
+               ranked_layers: list[str], score: Callable[[Any], tuple[Any, float]], good_enough: Callable[[float], bool],
                max_layers: int, cancelled: Callable[[], bool] = lambda: False) -> RequantizeOutcome:
     best = RequantizeOutcome(None, None)
     for size in group_sizes(min(max_layers, len(ranked_layers))):
         reverted = ranked_layers[:size]
         model = ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe,
                                       sorted({*ignored, *reverted}), cancelled)
-        value = score(model)
+        outputs, value = score(model)
         best.steps.append({"reverted": size, "score": value})
         if best.score is None or value > best.score:
-            best.model, best.score, best.reverted = model, value, list(reverted)
+            best.model, best.outputs, best.score, best.reverted = model, outputs, value, list(reverted)
         if good_enough(value):
             break
     return best

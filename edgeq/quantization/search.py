@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.compile import compile_cpu
 from edgeq.errors import InternalError
 from edgeq.quantization import accuracy, ptq, rules
 from edgeq.quantization.recipe import Recipe
@@ -61,8 +60,7 @@ def _score_files(workdir: str, float_xml: str, calibration_npy: str, ranking_dir
     inputs = np.load(ranking / "inputs.npy", mmap_mode="r")
     labels = np.load(ranking / "labels.npy") if (ranking / "labels.npy").exists() else None
     model = ov.Core().read_model(str(Path(workdir) / "int8.xml"))
-    outputs = accuracy.run(compile_cpu(model), inputs, len(inputs))
-    score = float(accuracy.per_sample(metric, outputs, np.load(ranking / "reference.npy"), labels).mean())
+    _, score = accuracy.evaluate(model, metric, inputs, np.load(ranking / "reference.npy"), labels)
     (Path(workdir) / "score.json").write_text(json.dumps({
         "score": score, "quantize_s": round(quantized_s, 2), "score_s": round(time.perf_counter() - started - quantized_s, 2)}))
 
