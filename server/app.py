@@ -220,16 +220,20 @@ class EdgeqServer:
                 log.exception("model refresh failed")
 
     async def stop(self) -> None:
-        """Graceful: stop accepting, let in-flight requests finish within the grace period."""
+        """Graceful: stop accepting, let in-flight requests finish within the grace period.
+
+        A running job is interrupted at the signal, beside the drain, not after it: otherwise whether
+        it ends FAILED or publishes depends on how long the grace period happens to last."""
         self.ready = False
         await self.health.enter_graceful_shutdown()
         if hasattr(self, "_refresher"):
             self._refresher.cancel()
         inflight = self.registry.inflight
+        jobs_stopped = asyncio.ensure_future(asyncio.to_thread(self.runner.stop))
         await self.server.stop(self.config.grace_seconds)
         log.info("stopped: %d inference requests in flight at the signal, %d unfinished after the grace period",
                  inflight, self.registry.inflight)
-        await asyncio.to_thread(self.runner.stop)
+        await jobs_stopped
 
 
 async def serve(config: ServerConfig, on_started: Callable[[int], None] | None = None) -> None:
