@@ -15,7 +15,8 @@ from edgeq.quantization.recipe import Recipe
 def nncf_arguments(recipe: Recipe, ignored: list[str]) -> dict[str, Any]:
     """The keyword arguments shared by nncf.quantize and nncf.quantize_with_accuracy_control."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
+                                                       QuantizationParameters)
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     advanced: dict[str, Any] = {}
@@ -28,6 +29,8 @@ def nncf_arguments(recipe: Recipe, ignored: list[str]) -> dict[str, Any]:
             "histogram": RangeEstimatorParametersSet.HISTOGRAM,
         }
         advanced["activations_range_estimator_params"] = estimators[recipe.activations_range]
+    if recipe.per_channel_activations:
+        advanced["activations_quantization_params"] = QuantizationParameters(per_channel=True)
     return dict(
         preset=nncf.QuantizationPreset.PERFORMANCE if recipe.preset == "performance" else nncf.QuantizationPreset.MIXED,
         subset_size=recipe.subset_size,

@@ -21,6 +21,7 @@ class Recipe:
     smooth_quant_alpha: float | None = None  # None: NNCF's default; < 0: SmoothQuant off
     fast_bias_correction: bool = True
     activations_range: str = "default"
+    per_channel_activations: bool = False  # one activation scale per channel, where the target supports it
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

@@ -1,7 +1,8 @@
 """`--auto`: try a small, bounded set of recipes, rank them on a subset, keep the best.
 
 Candidates differ in one knob each from the base recipe: SmoothQuant off, attention inputs kept in
-float, a different activation range estimator, full bias correction. Each is quantized with NNCF
+float, a different activation range estimator, asymmetric activations, per-channel activations
+(only where the target supports them), full bias correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in its own child process (one
 per core, pinned; a candidate that crashes is reported, not fatal); the best model is kept, so the
 winner is not quantized twice. Accuracy control (if still needed) runs only on the winner.
@@ -29,6 +30,9 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("attention-float", {"rules_extra": ("attention",)}),
     # NNCF's default for per-tensor activations is already mean-of-minmax; plain min/max differs.
     ("range-minmax", {"activations_range": "minmax"}),
+    # NNCF's own default for ModelType.TRANSFORMER: one-sided inputs (after GELU) get all 256 levels.
+    ("asymmetric-activations", {"preset": "mixed"}),
+    ("per-channel-activations", {"per_channel_activations": True}),
     ("full-bias-correction", {"fast_bias_correction": False}),
 )
 
@@ -37,6 +41,30 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
 # MiniLM): a candidate this many times slower than the fastest finished one is stopped and reported.
 SLOWEST_CANDIDATE = 2.5
 SLOW_FIRST = "full-bias-correction"
+
+
+def per_channel_activations_unsupported() -> str | None:
+    """Why per-channel activation scales cannot be tried on the CPU target, or None if they can.
+
+    NNCF's hardware description for CPU lists the quantizer configurations OpenVINO's CPU plugin
+    executes; asking for others makes nncf.quantize refuse ("incompatible with HW capabilities").
+    Read it instead of spending a child process to find out.
+    """
+    try:
+        from nncf.common.hardware.config import get_hw_setup
+        from nncf.common.hardware.opset import HWOpName
+        from nncf.parameters import TargetDevice
+
+        matmul = [op for op in get_hw_setup(TargetDevice.CPU) if op.type == HWOpName.MAT_MUL]
+        if any(config.per_channel for op in matmul for space in op.activations for config in space.get_all_qconfigs()):
+            return None
+    except (ImportError, AttributeError) as error:  # NNCF moved its hardware description: do not guess
+        return f"NNCF's CPU hardware description could not be read ({error})"
+    return "not supported on CPU: NNCF's CPU hardware description allows per-tensor MatMul activations only"
+
+
+def _skipped(overrides: dict[str, Any]) -> str | None:
+    return per_channel_activations_unsupported() if overrides.get("per_channel_activations") else None
 
 
 def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
@@ -91,9 +119,14 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
 
     recipes: dict[str, tuple[Recipe, dict[str, Any]]] = {}
     tasks = []
+    skipped: dict[str, str] = {}
     for name, overrides in CANDIDATES:
         recipe = _variant(base, overrides)
         if recipe == base and name != "base":
+            continue
+        reason = _skipped(overrides)
+        if reason:
+            skipped[name] = reason
             continue
         recipes[name] = (recipe, overrides)
         matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
@@ -104,15 +137,19 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     order = sorted(tasks, key=lambda task: task.name != SLOW_FIRST)
     by_name = {o.name: o for o in run_tasks(order, workers=workers or default_workers(), cancelled=cancelled,
                                             slower_than_fastest=SLOWEST_CANDIDATE)}
-    outcomes = [by_name[task.name] for task in tasks]
 
     table: list[dict[str, Any]] = []
     best: tuple[float, str] | None = None
-    for outcome in outcomes:
-        recipe, overrides = recipes[outcome.name]
-        row: dict[str, Any] = {"candidate": outcome.name,
-                               "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-                               "seconds": round(outcome.seconds, 2)}
+    for name, overrides in CANDIDATES:
+        row: dict[str, Any] = {"candidate": name,
+                               "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}}
+        if name in skipped:
+            table.append({**row, "seconds": 0.0, "score": None, "skipped": skipped[name]})
+            continue
+        if name not in by_name:
+            continue  # the same recipe as the base
+        outcome = by_name[name]
+        row["seconds"] = round(outcome.seconds, 2)
         if outcome.ok:
             row.update(json.loads((work / outcome.name / "score.json").read_text()))
             if best is None or row["score"] > best[0] + 1e-12:
@@ -121,7 +158,7 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
             row.update(score=None, error=outcome.reason)
         table.append(row)
     if best is None:
-        raise InternalError("every recipe candidate failed: " + "; ".join(f"{r['candidate']}: {r['error']}" for r in table))
+        raise InternalError("every recipe candidate failed: " + "; ".join(f"{r['candidate']}: {r.get('error') or r.get('skipped')}" for r in table))
     next(row for row in table if row["candidate"] == best[1])["chosen"] = True
     model = ov.Core().read_model(str(work / best[1] / "int8.xml"))
     return recipes[best[1]][0], model, table

@@ -111,7 +111,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{report['layers']['reverted']} reverted to float",
     ]
     for row in report.get("search") or []:
-        lines.append(f"recipe candidate {row['candidate']:<22} {row['score']:.4f}  {row['seconds']:>6.1f}s"
+        outcome = f"{row['score']:.4f}" if row["score"] is not None else row.get("skipped") or row.get("error")
+        lines.append(f"recipe candidate {row['candidate']:<24} {outcome}  {row['seconds']:>6.1f}s"
                      f"{'  <- chosen' if row.get('chosen') else ''}")
     for rule in report["rules"]:
         lines.append(f"rule {rule['rule']}: {rule['matched']} node(s) kept in float ({rule['note']})")

@@ -223,12 +223,25 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
     assert [r["candidate"] for r in rows] == ["base", "smoothquant-off", "attention-float", "range-minmax",
+                                              "asymmetric-activations", "per-channel-activations",
                                               "full-bias-correction"]
+    # OpenVINO's CPU plugin has no per-channel activation scales: the row says so instead of a score.
+    per_channel = rows[5]
+    assert per_channel["score"] is None and "per-tensor" in per_channel["skipped"]
+    scored = [r for r in rows if r["score"] is not None]
+    assert len(scored) >= 5, rows
     chosen = [r for r in rows if r.get("chosen")]
-    assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in rows)
+    assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in scored)
     recipe = result.report["recipe"]
     if chosen[0]["candidate"] == "attention-float":
         assert "attention" in recipe["rules"]
     elif chosen[0]["candidate"] == "smoothquant-off":
         assert recipe["smooth_quant_alpha"] == -1.0
-    assert "<h2>Recipe search</h2>" in (result.path / "report.html").read_text()
+    elif chosen[0]["candidate"] == "asymmetric-activations":
+        assert recipe["preset"] == "mixed"
+    html = (result.path / "report.html").read_text()
+    assert "<h2>Recipe search</h2>" in html and "per-tensor MatMul activations only" in html
+    from edgeq.report.summary import summary_lines
+
+    # Rows without a score (skipped, failed, stopped as too slow) print their reason.
+    assert any("per-channel-activations" in line and "not supported on CPU" in line for line in summary_lines(result.report))
