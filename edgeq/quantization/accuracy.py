@@ -56,20 +56,43 @@ def per_sample(metric: str, outputs: np.ndarray, reference: np.ndarray, labels: 
     raise InvalidArgument(f"unknown metric {metric!r}; choose one of {METRICS}")
 
 
-def neighbour_agreement(outputs: np.ndarray, reference: np.ndarray, limit: int = 4000) -> float | None:
-    """For embeddings: how often a sample's nearest neighbour (cosine, itself excluded) is the same one
-    in INT8 as in float. Retrieval breaks when this falls, even while cosine stays high."""
+# Two neighbours whose float cosines to a sample differ by less than this are a near-tie: which of
+# them comes first is decided by noise far below what retrieval users notice.
+NEAR_TIE = 0.005
+
+
+def neighbours(outputs: np.ndarray, reference: np.ndarray, limit: int = 4000) -> dict[str, float] | None:
+    """For embeddings: does each sample keep its nearest neighbour (cosine, itself excluded) in INT8?
+
+    - `neighbour_agreement`: share whose INT8 nearest neighbour is the float one. Retrieval breaks
+      when this falls, even while cosine stays high.
+    - `neighbour_in_float_top2`: share whose INT8 nearest neighbour is the float first or second.
+    - `neighbour_changes_at_near_ties`: of the samples that changed neighbour, the share whose float
+      first and second neighbours were within NEAR_TIE cosine of each other.
+    None for outputs that are not (N, dim) embeddings.
+    """
     if outputs.ndim != 2 or len(outputs) < 3:
         return None
     count = min(len(outputs), limit)
 
-    def nearest(embeddings: np.ndarray) -> np.ndarray:
+    def similarities(embeddings: np.ndarray) -> np.ndarray:
         unit = embeddings[:count] / np.maximum(np.linalg.norm(embeddings[:count], axis=1, keepdims=True), 1e-30)
         similarity = unit @ unit.T
         np.fill_diagonal(similarity, -np.inf)
-        return np.asarray(similarity.argmax(axis=1))
+        return similarity
 
-    return float((nearest(outputs.astype(np.float64)) == nearest(reference.astype(np.float64))).mean())
+    float_similarity = similarities(reference.astype(np.float64))
+    float_top2 = np.argsort(-float_similarity, axis=1)[:, :2]
+    int8_nearest = similarities(outputs.astype(np.float64)).argmax(axis=1)
+    kept = int8_nearest == float_top2[:, 0]
+    rows = np.arange(count)
+    margin = float_similarity[rows, float_top2[:, 0]] - float_similarity[rows, float_top2[:, 1]]
+    changed = ~kept
+    return {
+        "neighbour_agreement": float(kept.mean()),
+        "neighbour_in_float_top2": float((kept | (int8_nearest == float_top2[:, 1])).mean()),
+        "neighbour_changes_at_near_ties": float((margin[changed] < NEAR_TIE).mean()) if changed.any() else 0.0,
+    }
 
 
 def _classes(outputs: np.ndarray) -> np.ndarray:

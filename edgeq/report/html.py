@@ -65,7 +65,8 @@ def render(report: dict[str, Any]) -> str:
         acc["metric"], _fmt(acc["float"]), _fmt(acc["int8_ptq"]), _fmt(acc["final"]), _fmt(acc["drop"]),
         f"{acc['budget']['max_drop']}{' relative' if acc['budget']['relative'] else ''}", acc["verdict"]]]))
     parts.append(f"<p class='{verdict_class}'>{html.escape(acc['verdict'])}</p>")
-    extra = [[k, _fmt(acc.get(k))] for k in ("agreement", "cosine", "neighbour_agreement")
+    extra = [[k, _fmt(acc.get(k))] for k in ("agreement", "cosine", "neighbour_agreement",
+                                                       "neighbour_in_float_top2", "neighbour_changes_at_near_ties")
              if acc.get(k) is not None]
     if extra:
         parts.append(_table(["diagnostic vs float", "value"], extra))

@@ -35,6 +35,9 @@ def test_minilm_embeddings_keep_their_neighbours(tmp_path: Path, monkeypatch: py
     assert result.report["layers"]["quantized"] >= 36, "at least as many MatMuls as BERT has FCs (6 layers x Q, K, V, O, FC1, FC2)"
     assert accuracy["final"] >= 0.995, f"embedding cosine {accuracy['final']:.4f}"
     assert accuracy["neighbour_agreement"] >= 0.93, f"nearest-neighbour agreement {accuracy['neighbour_agreement']:.3f}"
+    # Changed neighbours are near misses: INT8's nearest is float's first or second almost always.
+    assert accuracy["neighbour_in_float_top2"] >= max(0.98, accuracy["neighbour_agreement"])
+    assert 0 <= accuracy["neighbour_changes_at_near_ties"] <= 1
     attention = result.report["layers"]["attention_rank_correlation"]
     assert len(attention) == 6, "one attention map per BERT layer (unfused Softmax)"
     assert all(0.9 < value <= 1.0 for value in attention.values()), attention
