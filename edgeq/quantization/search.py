@@ -30,7 +30,8 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("attention-float", {"rules_extra": ("attention",)}),
     # NNCF's default for per-tensor activations is already mean-of-minmax; plain min/max differs.
     ("range-minmax", {"activations_range": "minmax"}),
-    # NNCF's own default for ModelType.TRANSFORMER: one-sided inputs (after GELU) get all 256 levels.
+    # NNCF's own preset for ModelType.TRANSFORMER: an asymmetric range spends all 256 levels on a
+    # one-sided input (after GELU), where a symmetric one leaves half unused.
     ("asymmetric-activations", {"preset": "mixed"}),
     ("per-channel-activations", {"per_channel_activations": True}),
     ("full-bias-correction", {"fast_bias_correction": False}),
