@@ -33,7 +33,7 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relative", action="store_true", help="--max-drop is relative to the float score")
     parser.add_argument("--preset", default="performance", choices=["performance", "mixed"])
     parser.add_argument("--rule", action="append", dest="rules",
-                        help="ignored-scope rule (repeatable): layernorm, softmax, attention, type:OP, name:REGEX, "
+                        help="ignored-scope rule (repeatable): layernorm, softmax, attention, head, type:OP, name:REGEX, "
                              "subgraph:IN->OUT; default: layernorm and softmax")
     parser.add_argument("--subset-size", type=int, default=300)
     parser.add_argument("--smooth-quant-alpha", type=float, help="SmoothQuant alpha; negative turns it off")

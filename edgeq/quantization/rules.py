@@ -6,7 +6,7 @@ matches nothing; ONNX exports spell LayerNorm as a ReduceMean/Sub/Pow/Sqrt/Div c
 resolves each rule to node names itself, reports what every rule matched, and hands NNCF an
 `IgnoredScope(names=...)` that is exactly that.
 
-Rule kinds (`Rule.parse`): `layernorm`, `softmax`, `attention`, `type:Gelu`, `name:<regex>`,
+Rule kinds (`Rule.parse`): `layernorm`, `softmax`, `attention`, `head`, `type:Gelu`, `name:<regex>`,
 `subgraph:<in1>,<in2>-><out1>` (every node on a path from the inputs to the outputs).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import openvino as ov
 
 from edgeq.errors import InvalidArgument
-from edgeq.quantization.graph import consumers, producers
+from edgeq.quantization.graph import QUANTIZABLE_TYPES, consumers, producers
 
 DEFAULT_RULES = ("layernorm", "softmax")
 _BUILTIN = {
@@ -28,6 +28,8 @@ _BUILTIN = {
     "softmax": "Softmax in float: Softmax ops; fused ScaledDotProductAttention computes its softmax in float itself",
     "attention": "attention in float: fused ScaledDotProductAttention and the activation x activation MatMuls "
                  "(Q x K^T, scores x V) of unfused attention",
+    "head": "the output layer in float: the MatMul/convolution that computes a model output (a classifier's "
+            "last FC), whose logit gaps decide the class",
 }
 
 
@@ -173,6 +175,9 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
                                  or _activation_matmul(op))
             fused = sum(op.get_type_name() == "ScaledDotProductAttention" for op in ops)
             match.note = f"{fused} fused attention op(s), {len(match.nodes) - fused} activation x activation MatMul(s)"
+        elif rule.kind == "head":
+            match.nodes = _output_layers(model)
+            match.note = f"{len(match.nodes)} layer(s) computing an output"
         elif rule.kind == "type":
             match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == rule.value)
         elif rule.kind == "name":
@@ -184,6 +189,24 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
             match.note = (match.note + "; " if match.note else "") + "WARNING: matched no node"
         matches.append(match)
     return matches
+
+
+def _output_layers(model: ov.Model) -> list[str]:
+    """Weighted layers whose output reaches a model output through single-input ops only (bias add,
+    reshape, activation). A residual Add or a normalisation by the output's own norm has two
+    activation inputs and ends the walk: a backbone's last block is not its head."""
+    found: set[str] = set()
+    for result in model.get_results():
+        node = result.input_value(0).get_node()
+        for _ in range(8):
+            if node.get_type_name() in QUANTIZABLE_TYPES and any(_is_weight(v.get_node()) for v in node.input_values()):
+                found.add(node.get_friendly_name())
+                break
+            activations = [v.get_node() for v in node.input_values() if not _is_weight(v.get_node())]
+            if len(activations) != 1:
+                break
+            node = activations[0]
+    return sorted(found)
 
 
 def _activation_matmul(op: Any) -> bool:

@@ -73,6 +73,22 @@ def test_attention_rule_finds_the_activation_matmuls_of_unfused_attention() -> N
     assert "0 fused attention op(s), 2 activation x activation MatMul(s)" == match.note
 
 
+def test_head_rule_finds_the_layer_computing_the_output_and_not_a_backbone_block() -> None:
+    (match,) = resolve(tiny_transformer(False), parse_rules(["head"]))
+    assert match.nodes == ["fc2"]
+    # A backbone ending in a residual Add has no head: the walk stops at the two-input Add.
+    x = ops.parameter([-1, 4, 16], np.float32, name="x")
+    block = ops.add(ops.matmul(x, _const(16, 16), False, False, name="fc"), _const(16), name="fc/bias")
+    backbone = ov.Model([ops.add(x, block, name="residual")], [x], "backbone")
+    (match,) = resolve(backbone, parse_rules(["head"]))
+    assert match.nodes == [] and "WARNING: matched no node" in match.note
+    # A classifier head behind its bias and a reshape is found.
+    logits = ops.reshape(ops.add(ops.matmul(ops.add(x, block), _const(16, 3), False, False, name="classifier"),
+                                 _const(3)), ops.constant(np.array([-1, 12], np.int64)), False)
+    (match,) = resolve(ov.Model([logits], [x], "classifier"), parse_rules(["head"]))
+    assert match.nodes == ["classifier"]
+
+
 @pytest.mark.parametrize("text", ["bogus", "type:", "name:(", "subgraph:abc"])
 def test_bad_rules_are_refused(text: str) -> None:
     with pytest.raises(InvalidArgument):
