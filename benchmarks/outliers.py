@@ -74,23 +74,31 @@ def fc_after_gelu(model: ov.Model) -> list[str]:
     return found
 
 
-def input_outliers(study: Study, layers: list[str]) -> dict[str, dict[str, float]]:
-    """Per layer: max over channels of max |x| / median over channels, and the worst channel."""
+def fc_inputs(study: Study, layers: list[str]) -> dict[str, np.ndarray]:
+    """Each layer's FP32 input over the probe samples, as (rows, channels); real tokens only if masked."""
     probe_model = study.float_model.clone()
     table = {op.get_friendly_name(): op for op in probe_model.get_ops()}
     probe_model.add_outputs([table[name].input_value(0) for name in layers])
     compiled = compile_cpu(probe_model, precision="f32", hint="LATENCY")
-    peaks: dict[str, np.ndarray] = {}
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     for sample in study.probe:
         outputs = compiled({0: np.ascontiguousarray(sample[None], dtype=np.float32)})
         rows = study.positions(sample) if study.positions else None
         for index, name in enumerate(layers):
-            x = np.abs(outputs[len(study.float_model.outputs) + index][0])
+            x = outputs[len(study.float_model.outputs) + index][0]
             x = x[rows] if rows is not None else x
-            peak = x.reshape(-1, x.shape[-1]).max(axis=0)
-            peaks[name] = np.maximum(peaks.get(name, peak), peak)
-    return {name: {"max_over_median": float(p.max() / np.median(p)), "worst_channel": int(p.argmax()),
-                   "max_abs": float(p.max())} for name, p in peaks.items()}
+            collected[name].append(x.reshape(-1, x.shape[-1]).astype(np.float64))
+    return {name: np.concatenate(parts) for name, parts in collected.items()}
+
+
+def input_outliers(inputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per layer: max over channels of max |x| / median over channels, and the worst channel."""
+    result = {}
+    for name, x in inputs.items():
+        peak = np.abs(x).max(axis=0)
+        result[name] = {"max_over_median": float(peak.max() / np.median(peak)), "worst_channel": int(peak.argmax()),
+                        "max_abs": float(peak.max())}
+    return result
 
 
 def _weight(matmul: ov.Node) -> np.ndarray:
@@ -102,28 +110,16 @@ def _weight(matmul: ov.Node) -> np.ndarray:
     return weight.T if matmul.get_attributes().get("transpose_b") else weight
 
 
-def simulated_activation_scales(study: Study, layers: list[str]) -> dict[str, dict[str, float]]:
+def simulated_activation_scales(study: Study, inputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Layer-local: FC2 output SQNR with its input rounded to INT8 with one scale per tensor or per channel.
 
     OpenVINO's CPU plugin cannot run per-channel activation scales, so this answers "would they fix
     the outliers?" in numpy: float weights, symmetric 8-bit input, ranges from the probe itself.
     """
     table = {op.get_friendly_name(): op for op in study.float_model.get_ops()}
-    probe_model = study.float_model.clone()
-    clone_table = {op.get_friendly_name(): op for op in probe_model.get_ops()}
-    probe_model.add_outputs([clone_table[name].input_value(0) for name in layers])
-    compiled = compile_cpu(probe_model, precision="f32", hint="LATENCY")
-    inputs: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for sample in study.probe:
-        outputs = compiled({0: np.ascontiguousarray(sample[None], dtype=np.float32)})
-        rows = study.positions(sample) if study.positions else None
-        for index, name in enumerate(layers):
-            x = outputs[len(study.float_model.outputs) + index][0]
-            x = x[rows] if rows is not None else x
-            inputs[name].append(x.reshape(-1, x.shape[-1]).astype(np.float64))
     result = {}
-    for name in layers:
-        x, weight = np.concatenate(inputs[name]), _weight(table[name])
+    for name, x in inputs.items():
+        weight = _weight(table[name])
         exact = x @ weight
 
         def sqnr(scale: np.ndarray) -> float:
@@ -189,8 +185,9 @@ def main() -> None:
         work = Path(scratch)
         study = (minilm if args.model == "minilm" else vits14)(work, args.calibration, args.probe)
         layers = fc_after_gelu(study.float_model)
-        outliers = input_outliers(study, layers)
-        simulated = simulated_activation_scales(study, layers)
+        inputs = fc_inputs(study, layers)
+        outliers = input_outliers(inputs)
+        simulated = simulated_activation_scales(study, inputs)
         float_xml, calibration_npy = work / "float.xml", work / "calibration.npy"
         ov.save_model(study.float_model, str(float_xml), compress_to_fp16=False)
         np.save(calibration_npy, study.calibration)
@@ -201,8 +198,8 @@ def main() -> None:
             if changes.get("per_channel_activations") and search.per_channel_activations_unsupported():
                 skipped[name] = search.per_channel_activations_unsupported()
                 continue
-            tasks.append(dataclasses.replace(ptq.ptq_task(work / f"r{index}", name, float_xml, calibration_npy,
-                                                          dataclasses.replace(base, **changes), ignored)))
+            tasks.append(ptq.ptq_task(work / f"r{index}", name, float_xml, calibration_npy,
+                                      dataclasses.replace(base, **changes), ignored))
         outcomes = {o.name: o for o in run_tasks(tasks, workers=search.default_workers())}
         reference = accuracy.run(compile_cpu(study.float_model, precision="f32"), study.probe, len(study.probe))
         results: dict[str, Any] = {}
