@@ -310,12 +310,14 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         sqnr = sensitivity.per_layer_sqnr(float_model, final_model, sorted(final_quantized), probe)
         attention_maps = attention_rank_correlation(float_model, final_model, probe)
         speed_report = speed.compare(float_model, final_model, spec.shape, request.speed) if request.speed else None
-        neighbours = accuracy.neighbours(final_outputs, reference) if request.metric == "cosine" else None
+        neighbours: dict[str, float | None] = {"neighbour_agreement": None}
+        if request.metric == "cosine":
+            neighbours.update(accuracy.neighbours(final_outputs, reference) or {})
         diagnostics = {
             "agreement": float(accuracy.per_sample("agreement", final_outputs, reference, labels).mean())
             if reference.ndim == 2 else None,
             "cosine": float(accuracy.per_sample("cosine", final_outputs, reference, labels).mean()),
-            **(neighbours or {"neighbour_agreement": None}),
+            **neighbours,
         }
 
         emit("report", 0.9, "writing the report")

@@ -151,7 +151,9 @@ def test_a_missed_budget_is_a_result_not_a_crash(fmnist_npz: dict[str, Path], tm
     if accuracy["int8_ptq"] == 1.0:
         pytest.skip("INT8 agrees perfectly on this CPU")
     assert accuracy["met"] is False and "BUDGET NOT MET" in accuracy["verdict"]
-    assert result.report["fallback"]["status"] in ("timeout", "done")
+    # Accuracy control times out or gives up; the second fallback may still improve on plain PTQ
+    # (it did on the AVX2 machine) without reaching a zero-drop budget.
+    assert result.report["fallback"]["status"] in ("timeout", "done", "requantized")
     assert result.version == 1  # published, marked as not meeting the budget
 
 
