@@ -127,7 +127,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fp32_pred = probe.predict(test_float)
     fp32_top2 = probe.classes_[np.argsort(-probe.predict_proba(test_float), axis=1)[:, :2]]
     if args.probe_head:
-        int8_pred = _logits(int8_compiled, test_x[test_idx]).argmax(axis=1)
+        int8_pred = _outputs(int8_compiled, test_x[test_idx]).argmax(axis=1)
     else:
         int8_pred = probe.predict(_cls_features(int8_compiled, test_x[test_idx]))
     fp32_top1 = float((fp32_pred == test_y[test_idx]).mean())
@@ -160,10 +160,10 @@ def with_linear_head(backbone: Any, weight: np.ndarray, bias: np.ndarray) -> Any
 
 
 def _cls_features(compiled: Any, images: np.ndarray) -> np.ndarray:
-    return _logits(compiled, images)[:, 0, :]
+    return _outputs(compiled, images)[:, 0, :]
 
 
-def _logits(compiled: Any, images: np.ndarray) -> np.ndarray:
+def _outputs(compiled: Any, images: np.ndarray) -> np.ndarray:
     """The compiled model's first output over Fashion-MNIST images, 64 at a time."""
     chunks = []
     for start in range(0, len(images), 64):
