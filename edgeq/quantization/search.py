@@ -1,7 +1,7 @@
 """`--auto`: try a small, bounded set of recipes, rank them on a subset, keep the best.
 
 Candidates differ in one knob each from the base recipe: SmoothQuant off, attention inputs kept in
-float, a different activation range estimator, asymmetric activations, per-channel activations
+float, the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
 (only where the target supports them), full bias correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in its own child process (one
 per core, pinned; a candidate that crashes is reported, not fatal); the best model is kept, so the
@@ -28,6 +28,9 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("base", {}),
     ("smoothquant-off", {"smooth_quant_alpha": -1.0}),
     ("attention-float", {"rules_extra": ("attention",)}),
+    # A classifier's last FC decides on small logit gaps: on the ViT-S/14 probe, keeping it in float
+    # raised top-1 agreement from 92.75 to 94.25 %. Models without such a layer skip this candidate.
+    ("head-float", {"rules_extra": ("head",)}),
     # NNCF's default for per-tensor activations is already mean-of-minmax; plain min/max differs.
     ("range-minmax", {"activations_range": "minmax"}),
     # NNCF's own preset for ModelType.TRANSFORMER: an asymmetric range spends all 256 levels on a
@@ -121,6 +124,7 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     recipes: dict[str, tuple[Recipe, dict[str, Any]]] = {}
     tasks = []
     skipped: dict[str, str] = {}
+    base_ignored = rules.ignored_names(rules.resolve(float_model, rules.parse_rules(list(base.rules))))
     for name, overrides in CANDIDATES:
         recipe = _variant(base, overrides)
         if recipe == base and name != "base":
@@ -129,9 +133,12 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
         if reason:
             skipped[name] = reason
             continue
+        ignored = rules.ignored_names(rules.resolve(float_model, rules.parse_rules(list(recipe.rules))))
+        if name != "base" and overrides.get("rules_extra") and ignored == base_ignored:
+            skipped[name] = f"the same as base: rule {', '.join(overrides['rules_extra'])} matched no node here"
+            continue
         recipes[name] = (recipe, overrides)
-        matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
-        task = ptq.ptq_task(work / name, name, float_xml, calibration_npy, recipe, rules.ignored_names(matches))
+        task = ptq.ptq_task(work / name, name, float_xml, calibration_npy, recipe, ignored)
         tasks.append(dataclasses.replace(task, target=_score_files,
                                          args=(*task.args, str(ranking), metric)))
     # The slow candidate starts first: it finishes or is cut while the others run beside it.

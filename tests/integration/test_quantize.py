@@ -224,19 +224,21 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                             metric="agreement", budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
-    assert [r["candidate"] for r in rows] == ["base", "smoothquant-off", "attention-float", "range-minmax",
-                                              "asymmetric-activations", "per-channel-activations",
+    assert [r["candidate"] for r in rows] == ["base", "smoothquant-off", "attention-float", "head-float",
+                                              "range-minmax", "asymmetric-activations", "per-channel-activations",
                                               "full-bias-correction"]
     # OpenVINO's CPU plugin has no per-channel activation scales: the row says so instead of a score.
-    per_channel = rows[5]
+    per_channel = rows[6]
     assert per_channel["score"] is None and "per-tensor" in per_channel["skipped"]
     scored = [r for r in rows if r["score"] is not None]
-    assert len(scored) >= 5, rows
+    assert len(scored) >= 6, rows
     chosen = [r for r in rows if r.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["score"] == max(r["score"] for r in scored)
     recipe = result.report["recipe"]
     if chosen[0]["candidate"] == "attention-float":
         assert "attention" in recipe["rules"]
+    elif chosen[0]["candidate"] == "head-float":
+        assert "head" in recipe["rules"]
     elif chosen[0]["candidate"] == "smoothquant-off":
         assert recipe["smooth_quant_alpha"] == -1.0
     elif chosen[0]["candidate"] == "asymmetric-activations":
