@@ -131,21 +131,6 @@ def simulated_activation_scales(study: Study, inputs: dict[str, np.ndarray]) -> 
     return result
 
 
-def fc2_sqnr(study: Study, int8: ov.Model, layers: list[str]) -> dict[str, float]:
-    signal = dict.fromkeys(layers, 0.0)
-    noise = dict.fromkeys(layers, 0.0)
-    for sample, pairs in zip(study.probe, sensitivity.paired_outputs(study.float_model, int8, layers, study.probe)):
-        rows = study.positions(sample) if study.positions else None
-        for name, (x, q) in pairs.items():
-            x, q = x[0].astype(np.float64), q[0].astype(np.float64)
-            if rows is not None:
-                x, q = x[rows], q[rows]
-            signal[name] += float(np.square(x).sum())
-            noise[name] += float(np.square(x - q).sum())
-    return {name: round(10 * np.log10(signal[name] / noise[name]), 2) if noise[name] else float("inf")
-            for name in layers}
-
-
 def minilm(work: Path, calibration: int, probe: int) -> Study:
     from scripts import export_minilm
 
@@ -209,7 +194,10 @@ def main() -> None:
                 continue
             int8 = ov.Core().read_model(str(work / f"r{index}" / "int8.xml"))
             outputs, cosine = accuracy.evaluate(int8, "cosine", study.probe, reference, None)
-            results[name] = {"output_cosine": round(cosine, 5), "fc2_sqnr_db": fc2_sqnr(study, int8, layers),
+            results[name] = {"output_cosine": round(cosine, 5), "fc2_sqnr_db": {
+                layer: round(db, 2) for layer, db in sorted(sensitivity.per_layer_sqnr(
+                    study.float_model, int8, layers, study.probe, study.positions).items(),
+                    key=lambda item: layers.index(item[0]))},
                              "quantize_s": round(outcomes[name].seconds, 1)}
     measured = [name for name in results if "fc2_sqnr_db" in results[name]]
     print("FC2 output SQNR (dB) against FP32, whole INT8 model, per recipe:")

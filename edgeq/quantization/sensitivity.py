@@ -7,7 +7,7 @@ at true FP32 precision for the float side. SQNR = 10 log10(sum(x^2) / sum((x - q
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import openvino as ov
@@ -51,8 +51,13 @@ def paired_outputs(float_model: ov.Model, int8_model: ov.Model, names: list[str]
         yield {n: (reference[float_index[n]], quantized[int8_index[n]]) for n in kept}
 
 
-def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str], inputs: np.ndarray) -> dict[str, float]:
-    """SQNR per layer name over `inputs` (N, ...), worst first."""
+def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str], inputs: np.ndarray,
+                   positions: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
+    """SQNR per layer name over `inputs` (N, ...), worst first.
+
+    `positions(sample)` picks the rows of each (batch-1) output that count, e.g. the real tokens of a
+    padded sentence: padding is masked out of attention and pooling, and would dominate the error.
+    """
     float_table, int8_table = ops_by_name(float_model), ops_by_name(int8_model)
     names = [n for n in layers if n in float_table and n in int8_table
              and float_table[n].get_type_name() in _MEASURED_TYPES]
@@ -60,9 +65,12 @@ def per_layer_sqnr(float_model: ov.Model, int8_model: ov.Model, layers: list[str
         return {}
     signal: dict[str, float] = {}
     noise: dict[str, float] = {}
-    for pairs in paired_outputs(float_model, int8_model, names, inputs):
+    for sample, pairs in zip(inputs, paired_outputs(float_model, int8_model, names, inputs)):
+        rows = positions(sample) if positions is not None else None
         for name, (x, q) in pairs.items():
             x, q = x.astype(np.float64), q.astype(np.float64)
+            if rows is not None:
+                x, q = x[0][rows], q[0][rows]
             signal[name] = signal.get(name, 0.0) + float(np.square(x).sum())
             noise[name] = noise.get(name, 0.0) + float(np.square(x - q).sum())
     scores = {name: _db(signal[name], noise[name]) for name in signal}
