@@ -99,6 +99,11 @@ def short_name(node: str) -> str:
     return "/".join(parts)[-60:] if parts else node
 
 
+def candidate_outcome(row: dict[str, Any]) -> str:
+    """A recipe-search row's score, or why it has none (skipped, failed, stopped as too slow)."""
+    return f"{row['score']:.4f}" if row["score"] is not None else str(row.get("skipped") or row.get("error"))
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines for terminals and logs."""
     acc = report["accuracy"]
@@ -111,8 +116,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{report['layers']['reverted']} reverted to float",
     ]
     for row in report.get("search") or []:
-        outcome = f"{row['score']:.4f}" if row["score"] is not None else row.get("skipped") or row.get("error")
-        lines.append(f"recipe candidate {row['candidate']:<24} {outcome}  {row['seconds']:>6.1f}s"
+        lines.append(f"recipe candidate {row['candidate']:<24} {candidate_outcome(row)}  {row['seconds']:>6.1f}s"
                      f"{'  <- chosen' if row.get('chosen') else ''}")
     for rule in report["rules"]:
         lines.append(f"rule {rule['rule']}: {rule['matched']} node(s) kept in float ({rule['note']})")
