@@ -50,6 +50,8 @@ def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="serve the version even if it misses the speed gate")
     parser.add_argument("--auto", action="store_true", help="try a few recipes on a ranking subset, keep the best")
     parser.add_argument("--ranking-samples", type=int, default=300, help="subset size for --auto")
+    parser.add_argument("--search-calibration", type=int, default=100,
+                        help="--auto's first round: calibration samples per candidate (finalists get them all)")
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
@@ -83,6 +85,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
         speed=SpeedSettings(tuple(int(b) for b in args.batch_sizes.split(",")), args.speed_seconds)
         if args.speed_seconds > 0 else None,
         min_speedup=args.min_speedup, force_promote=args.force, auto=args.auto, ranking_samples=args.ranking_samples,
+        search_calibration=args.search_calibration,
     )
 
 

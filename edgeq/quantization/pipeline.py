@@ -54,6 +54,7 @@ class QuantizeRequest:
     search_workers: int | None = None  # parallel --auto candidates; None: one per core
     auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
     ranking_samples: int = 300
+    search_calibration: int = 100  # --auto's first round: calibration samples per candidate
 
     def __post_init__(self) -> None:
         from edgeq.names import check_model_name
@@ -65,6 +66,8 @@ class QuantizeRequest:
             raise InvalidArgument(f"hold-out fraction must be in [0.05, 0.5], got {self.holdout_fraction}")
         if self.validation_limit is not None and self.validation_limit < 1:
             raise InvalidArgument("validation limit must be positive")
+        if self.search_calibration < 1:
+            raise InvalidArgument(f"search calibration must be at least 1 sample, got {self.search_calibration}")
 
 
 @dataclass
@@ -287,7 +290,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             recipe, searched_model, search_table = search(
                 float_model, work, work / "calibration.npy", np.asarray(validation_inputs[:count]),
                 reference[:count], None if labels is None else labels[:count], request.metric, request.recipe,
-                workers=request.search_workers, cancelled=cancelled)
+                workers=request.search_workers, search_calibration=request.search_calibration, cancelled=cancelled)
         emit("quantize", 0.25, f"NNCF PTQ on {len(calibration_inputs)} calibration samples")
         matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
         warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)

@@ -4,8 +4,14 @@ Candidates differ in one knob each from the base recipe: SmoothQuant off, attent
 float, the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
 (only where the target supports them), full bias correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in its own child process (one
-per core, pinned; a candidate that crashes is reported, not fatal); the best model is kept, so the
-winner is not quantized twice. Accuracy control (if still needed) runs only on the winner.
+per core, pinned; a candidate that crashes is reported, not fatal).
+
+Two rounds, because most of an NNCF run is statistics collection, which scales with the
+calibration samples: the first round quantizes every candidate on a spread-out subset of the
+calibration set (`SEARCH_CALIBRATION` samples); the second quantizes the finalists on the whole
+calibration set, side by side: the first round's best and either the combination of every knob
+that beat the base or, without one, the runner-up. The best second-round model is kept, so the
+winner is not quantized again. Accuracy control (if still needed) runs only on the winner.
 """
 
 from __future__ import annotations
@@ -43,8 +49,13 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
 
 # Full bias correction took 5 min on ViT-S/14 where the others took about 1.5 min (and it ruined
 # MiniLM): a candidate this many times slower than the fastest finished one is stopped and reported.
-SLOWEST_CANDIDATE = 2.5
+# The others differ by at most 1.25x (ViT-S/14, 100 samples each: 51-63 s); at 2.5x the stopped
+# candidate held a core for 128 s, a third of the search.
+SLOWEST_CANDIDATE = 1.75
 SLOW_FIRST = "full-bias-correction"
+# First-round calibration samples per candidate. On ViT-S/14 one NNCF run spent 53 of its 70 s
+# collecting statistics over 300 samples; the finalists are quantized on the whole set.
+SEARCH_CALIBRATION = 100
 
 
 def per_channel_activations_unsupported() -> str | None:
@@ -102,13 +113,88 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def spread_subset(calibration_npy: Path, count: int, target: Path) -> Path:
+    """Every k-th calibration sample (not the first `count`: archives come sorted by class)."""
+    calibration = np.load(calibration_npy, mmap_mode="r")
+    if count >= len(calibration):
+        return calibration_npy
+    chosen = np.linspace(0, len(calibration) - 1, count).round().astype(np.int64)
+    np.save(target, np.asarray(calibration[chosen]))
+    return target
+
+
+def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One set of overrides from several one-knob candidates; rules add up, other knobs keep the first value."""
+    merged: dict[str, Any] = {}
+    for row in rows:
+        for key, value in row["changes"].items():
+            if key == "rules_extra":
+                merged[key] = tuple(dict.fromkeys((*merged.get(key, ()), *value)))
+            else:
+                merged.setdefault(key, value)
+    return merged
+
+
+class _Round:
+    """Quantize and score a set of candidates in parallel children; one report row each, saying which
+    round it ran in and on how many calibration samples."""
+
+    def __init__(self, float_model: Any, work: Path, float_xml: Path, ranking: Path, metric: str, base: Recipe,
+                 workers: int, cancelled: Callable[[], bool]):
+        self.float_model, self.work, self.float_xml, self.ranking = float_model, work, float_xml, ranking
+        self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
+        self.base_ignored = self.ignored(base)
+
+    def ignored(self, recipe: Recipe) -> list[str]:
+        return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
+
+    def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
+            round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
+        tasks, rows = [], []
+        for name, overrides in candidates:
+            recipe = _variant(self.base, overrides)
+            row: dict[str, Any] = {"candidate": name, "round": round_number, "calibration": samples,
+                                   "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}}
+            if recipe == self.base and name != "base":
+                continue  # the same recipe as the base: nothing to try
+            reason = _skipped(overrides)
+            ignored = self.ignored(recipe)
+            if not reason and name != "base" and overrides.get("rules_extra") and ignored == self.base_ignored:
+                reason = f"the same as base: rule {', '.join(overrides['rules_extra'])} matched no node here"
+            if reason:
+                rows.append({**row, "seconds": 0.0, "score": None, "skipped": reason})
+                continue
+            task = ptq.ptq_task(self.work / f"round{round_number}" / name, name, self.float_xml, calibration_npy, recipe, ignored)
+            tasks.append(dataclasses.replace(task, target=_score_files, args=(*task.args, str(self.ranking), self.metric)))
+            rows.append(row)
+        # The slow candidate starts first: it finishes or is cut while the others run beside it.
+        order = sorted(tasks, key=lambda task: task.name != SLOW_FIRST)
+        from edgeq.quantization.isolated import run_tasks
+
+        outcomes = {o.name: o for o in run_tasks(order, workers=self.workers, cancelled=self.cancelled,
+                                                 slower_than_fastest=slower_than_fastest)} if tasks else {}
+        for row in rows:
+            outcome = outcomes.get(row["candidate"])
+            if outcome is None:
+                continue  # skipped
+            row["seconds"] = round(outcome.seconds, 2)
+            if outcome.ok:
+                row.update(json.loads((self.work / f"round{round_number}" / outcome.name / "score.json").read_text()))
+            else:
+                row.update(score=None, error=outcome.reason)
+        return rows
+
+
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((r for r in rows if r["score"] is not None), key=lambda r: -r["score"])
+
+
 def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: np.ndarray, reference: np.ndarray,
            labels: np.ndarray | None, metric: str, base: Recipe, *, workers: int | None = None,
+           search_calibration: int = SEARCH_CALIBRATION,
            cancelled: Callable[[], bool] = lambda: False) -> tuple[Recipe, Any, list[dict[str, Any]]]:
-    """Return (best recipe, its INT8 model, one row per candidate); candidates run in parallel children."""
+    """Return (best recipe, its INT8 model, one row per candidate and round); candidates run in parallel children."""
     import openvino as ov
-
-    from edgeq.quantization.isolated import run_tasks
 
     work.mkdir(parents=True, exist_ok=True)
     float_xml = work / "float.xml"
@@ -121,52 +207,33 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     if labels is not None:
         np.save(ranking / "labels.npy", labels)
 
-    recipes: dict[str, tuple[Recipe, dict[str, Any]]] = {}
-    tasks = []
-    skipped: dict[str, str] = {}
-    base_ignored = rules.ignored_names(rules.resolve(float_model, rules.parse_rules(list(base.rules))))
-    for name, overrides in CANDIDATES:
-        recipe = _variant(base, overrides)
-        if recipe == base and name != "base":
-            continue
-        reason = _skipped(overrides)
-        if reason:
-            skipped[name] = reason
-            continue
-        ignored = rules.ignored_names(rules.resolve(float_model, rules.parse_rules(list(recipe.rules))))
-        if name != "base" and overrides.get("rules_extra") and ignored == base_ignored:
-            skipped[name] = f"the same as base: rule {', '.join(overrides['rules_extra'])} matched no node here"
-            continue
-        recipes[name] = (recipe, overrides)
-        task = ptq.ptq_task(work / name, name, float_xml, calibration_npy, recipe, ignored)
-        tasks.append(dataclasses.replace(task, target=_score_files,
-                                         args=(*task.args, str(ranking), metric)))
-    # The slow candidate starts first: it finishes or is cut while the others run beside it.
-    order = sorted(tasks, key=lambda task: task.name != SLOW_FIRST)
-    by_name = {o.name: o for o in run_tasks(order, workers=workers or default_workers(), cancelled=cancelled,
-                                            slower_than_fastest=SLOWEST_CANDIDATE)}
+    full = min(base.subset_size, len(np.load(calibration_npy, mmap_mode="r")))
+    first_samples = min(search_calibration, full)
+    on_subset = first_samples < full
+    candidates = _Round(float_model, work, float_xml, ranking, metric, base, workers or default_workers(), cancelled)
+    first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
+                       first_samples, 1, SLOWEST_CANDIDATE)
+    ranked = _ranked(first)
+    if not ranked:
+        raise InternalError("every recipe candidate failed: " + "; ".join(
+            f"{r['candidate']}: {r.get('error') or r.get('skipped')}" for r in first))
 
-    table: list[dict[str, Any]] = []
-    best: tuple[float, str] | None = None
-    for name, overrides in CANDIDATES:
-        row: dict[str, Any] = {"candidate": name,
-                               "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}}
-        if name in skipped:
-            table.append({**row, "seconds": 0.0, "score": None, "skipped": skipped[name]})
-            continue
-        if name not in by_name:
-            continue  # the same recipe as the base
-        outcome = by_name[name]
-        row["seconds"] = round(outcome.seconds, 2)
-        if outcome.ok:
-            row.update(json.loads((work / outcome.name / "score.json").read_text()))
-            if best is None or row["score"] > best[0] + 1e-12:
-                best = (row["score"], outcome.name)
-        else:
-            row.update(score=None, error=outcome.reason)
-        table.append(row)
-    if best is None:
-        raise InternalError("every recipe candidate failed: " + "; ".join(f"{r['candidate']}: {r.get('error') or r.get('skipped')}" for r in table))
-    next(row for row in table if row["candidate"] == best[1])["chosen"] = True
-    model = ov.Core().read_model(str(work / best[1] / "int8.xml"))
-    return recipes[best[1]][0], model, table
+    base_score = next((r["score"] for r in first if r["candidate"] == "base" and r["score"] is not None), None)
+    improving = [r for r in ranked if r["candidate"] != "base" and base_score is not None and r["score"] > base_score]
+    finalists: list[tuple[str, dict[str, Any]]] = []
+    if on_subset:
+        finalists.append((ranked[0]["candidate"], dict(CANDIDATES)[ranked[0]["candidate"]]))
+    if len(improving) >= 2:
+        finalists.append(("combined", combine(improving)))
+    elif on_subset and len(ranked) >= 2:
+        finalists.append((ranked[1]["candidate"], dict(CANDIDATES)[ranked[1]["candidate"]]))
+    second = candidates.run(finalists, calibration_npy, full, 2, None) if finalists else []
+
+    eligible = _ranked(second) + ([] if on_subset else ranked)
+    if not eligible:
+        raise InternalError("every recipe finalist failed: " + "; ".join(f"{r['candidate']}: {r.get('error')}" for r in second))
+    best = max(eligible, key=lambda r: r["score"])
+    best["chosen"] = True
+    folder = work / f"round{best['round']}" / best["candidate"]
+    recipe = _variant(base, {k: tuple(v) if isinstance(v, list) else v for k, v in best["changes"].items()})
+    return recipe, ov.Core().read_model(str(folder / "int8.xml")), first + second

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeq.report.summary import candidate_outcome, short_name
+from edgeq.report.summary import candidate_label, candidate_outcome, short_name
 
 
 def _sqnr_chart(sqnr: dict[str, Any], limit: int = 40) -> str:
@@ -88,8 +88,9 @@ def render(report: dict[str, Any]) -> str:
                  f"{layers['reverted']} reverted.</p>")
     if report.get("search"):
         parts.append("<h2>Recipe search</h2>")
-        parts.append(_table(["candidate", "changes", f"{acc['metric']} on ranking subset", "seconds", "chosen"],
-                            [[r["candidate"], r["changes"] or "-", candidate_outcome(r), r["seconds"],
+        parts.append(_table(["candidate", "round, calibration samples", "changes", f"{acc['metric']} on ranking subset",
+                             "seconds", "chosen"],
+                            [[r["candidate"], candidate_label(r), r["changes"] or "-", candidate_outcome(r), r["seconds"],
                               "yes" if r.get("chosen") else ""] for r in report["search"]]))
     parts.append("<h2>Ignored-scope rules</h2>")
     parts.append(_table(["rule", "what it keeps in float", "nodes matched", "note"],

@@ -104,6 +104,11 @@ def candidate_outcome(row: dict[str, Any]) -> str:
     return f"{row['score']:.4f}" if row["score"] is not None else str(row.get("skipped") or row.get("error"))
 
 
+def candidate_label(row: dict[str, Any]) -> str:
+    """Which search round a row is from and on how many calibration samples."""
+    return f"round {row.get('round', 1)}, {row['calibration']} cal." if "calibration" in row else ""
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines for terminals and logs."""
     acc = report["accuracy"]
@@ -116,7 +121,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{report['layers']['reverted']} reverted to float",
     ]
     for row in report.get("search") or []:
-        lines.append(f"recipe candidate {row['candidate']:<24} {candidate_outcome(row)}  {row['seconds']:>6.1f}s"
+        lines.append(f"recipe candidate {row['candidate']:<24} {candidate_label(row):<18} {candidate_outcome(row)}  "
+                     f"{row['seconds']:>6.1f}s"
                      f"{'  <- chosen' if row.get('chosen') else ''}")
     for rule in report["rules"]:
         lines.append(f"rule {rule['rule']}: {rule['matched']} node(s) kept in float ({rule['note']})")
