@@ -1,4 +1,4 @@
-"""Second fallback: re-quantize with the least accurate layers kept in float, fewest first.
+"""The first fallback: re-quantize with the least accurate layers kept in float, fewest first.
 
 NNCF's accuracy control removes quantizers from a finished INT8 model. On MiniLM that made cosine
 worse (0.998 -> 0.91 after 19 reverts): the bias corrections of the layers around a reverted one

@@ -76,9 +76,16 @@ def render(report: dict[str, Any]) -> str:
                  f"{' held out from the calibration set' if data['validation']['held_out_from_calibration'] else ''}.</p>")
     fallback = report["fallback"]
     parts.append("<h2>Fallback to float</h2>")
-    parts.append(f"<p>Accuracy control: {html.escape(str(fallback.get('status')))}"
-                 f"{' — ' + html.escape(fallback['reason']) if fallback.get('reason') else ''}"
-                 f"{_seconds(fallback)}</p>")
+    parts.append(f"<p>Fallback: {html.escape(str(fallback.get('status')))}</p>")
+    if fallback.get("requantize"):
+        parts.append(_table(["lowest-SQNR layers in float, PTQ re-run", f"{acc['metric']}"],
+                            [[step["reverted"], _fmt(step["score"])] for step in fallback["requantize"]]))
+    control = fallback.get("accuracy_control")
+    if control:
+        parts.append(f"<p>NNCF accuracy control: {html.escape(str(control['status']))}"
+                     f"{', ' + acc['metric'] + ' ' + _fmt(control['score']) if control.get('score') is not None else ''}"
+                     f"{' — ' + html.escape(control['reason']) if control.get('reason') else ''}"
+                     f"{_seconds(control)}</p>")
     if fallback.get("reverted"):
         parts.append(_table(["layer reverted to float", "type", "SQNR in plain PTQ (dB)", "why"],
                             [[r["layer"], r["type"], _fmt(r.get("plain_ptq_sqnr_db"), 1), r["reason"]]

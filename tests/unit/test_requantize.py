@@ -1,4 +1,4 @@
-"""The second fallback reverts growing groups of the least accurate layers, never more than allowed."""
+"""The first fallback reverts growing groups of the least accurate layers, never more than allowed."""
 
 from edgeq.quantization.requantize import group_sizes
 
