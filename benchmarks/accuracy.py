@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 import edgeq
-from edgeq.compile import compile_cpu
+from edgeq.compile import compile_cpu, cpu_description
 from edgeq.datasets import fashion_mnist
 from edgeq.models import fmnist_vit
 from edgeq.quantization import accuracy
@@ -121,15 +121,28 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                 name="vits14", output_node=VITS14_FEATURES, metric="cosine",
                                 budget=Budget(args.max_drop), speed=None, auto=args.auto, recipe=recipe)
     quantize_seconds = time.perf_counter() - started
-    int8_compiled = compile_cpu(ov.Core().read_model(str(result.path / "model.xml")))
+    float_model = ov.Core().read_model(str(work / "classifier.xml")) if args.probe_head else backbone
+    int8_model = ov.Core().read_model(str(result.path / "model.xml"))
+    test_images = test_x[test_idx]
 
-    test_float = _cls_features(float_compiled, test_x[test_idx])
+    def predict(compiled: Any) -> np.ndarray:
+        if args.probe_head:
+            return _outputs(compiled, test_images).argmax(axis=1)
+        return probe.predict(_cls_features(compiled, test_images))
+
+    test_float = _cls_features(float_compiled, test_images)
     fp32_pred = probe.predict(test_float)
     fp32_top2 = probe.classes_[np.argsort(-probe.predict_proba(test_float), axis=1)[:, :2]]
-    if args.probe_head:
-        int8_pred = _outputs(int8_compiled, test_x[test_idx]).argmax(axis=1)
-    else:
-        int8_pred = probe.predict(_cls_features(int8_compiled, test_x[test_idx]))
+    int8_pred = predict(compile_cpu(int8_model))
+    precisions = {}
+    if args.precision_check:
+        # How much of the disagreement is INT8's? The float model at the CPU's default precision (BF16
+        # on AVX-512 BF16 and AMX CPUs) and the INT8 model with its float layers at true FP32.
+        precisions = {
+            "float_default_precision_agreement": float((predict(compile_cpu(float_model)) == fp32_pred).mean()),
+            "int8_f32_float_layers_agreement": float((predict(compile_cpu(int8_model, precision="f32")) == fp32_pred).mean()),
+            "default_precision": cpu_description()["default_inference_precision"],
+        }
     fp32_top1 = float((fp32_pred == test_y[test_idx]).mean())
     int8_top1 = float((int8_pred == test_y[test_idx]).mean())
     acc = result.report["accuracy"]
@@ -143,7 +156,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "fallback": result.report["fallback"]["status"],
             "reverted": result.report["layers"]["reverted"], "quantizable": result.report["layers"]["quantizable"],
             "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train,
-            "phases_s": result.report["timings_s"], "search": result.report.get("search")}
+            "phases_s": result.report["timings_s"], "search": result.report.get("search"), **precisions}
 
 
 def with_linear_head(backbone: Any, weight: np.ndarray, bias: np.ndarray) -> Any:
@@ -212,6 +225,8 @@ def main() -> None:
                         help="vits14: quantize backbone + probe as one classifier, budget on top-1 agreement")
     parser.add_argument("--rule", action="append", default=[],
                         help="vits14: ignored-scope rule added to the defaults (repeatable), e.g. head")
+    parser.add_argument("--precision-check", action="store_true",
+                        help="vits14: also the float model at the CPU's default precision and INT8 with FP32 float layers")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
