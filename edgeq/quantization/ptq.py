@@ -62,39 +62,119 @@ def quantize(model: ov.Model, calibration: Any, recipe: Recipe, ignored: list[st
         return nncf.quantize(model, calibration_dataset(calibration), **nncf_arguments(recipe, ignored))
 
 
+def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
+    """SmoothQuant's alpha per layer type as NNCF's PTQ pipeline would use them; None if it does not smooth."""
+    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+    defaults = AdvancedSmoothQuantParameters()
+    alphas = {"convolution": defaults.convolution,
+              "matmul": defaults.matmul if recipe.smooth_quant_alpha is None else recipe.smooth_quant_alpha}
+    return alphas if recipe.transformer and max(alphas.values()) >= 0 else None
+
+
+def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
+    """NNCF's first PTQ step alone: SmoothQuant, with the alphas and subset size `recipe` gives it.
+
+    SmoothQuant sees neither the ignored scope, the preset, the range estimator nor the bias
+    correction, so recipes that differ only in those share its statistics pass: `quantize(smoothed,
+    ..., smoothed=True)` then runs the rest of the pipeline (NNCF's own Pipeline class, one step).
+    """
+    from nncf.quantization.algorithms.pipeline import Pipeline
+    from nncf.quantization.algorithms.smooth_quant.algorithm import SmoothQuant
+
+    from edgeq._offline import quiet_nncf
+
+    alphas = smoothing_alphas(recipe)
+    if alphas is None:
+        raise ValueError("this recipe does not use SmoothQuant")
+    quiet_nncf()
+    with dependency("NNCF SmoothQuant"):
+        step = SmoothQuant(recipe.subset_size, alpha_map=alphas)
+        smoothed = Pipeline([[step]]).run(model, calibration_dataset(calibration))
+    smoothed.set_rt_info(str(alphas), ["edgeq", "smooth_quant_alphas"])
+    return smoothed
+
+
 # ---- the same, in a child process ------------------------------------------------------------
 def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> int8.xml in `workdir`."""
+    """Child side: float IR + calibration .npy + params.json -> int8.xml in `workdir`.
+
+    With "smoothed" in params, `float_xml` is already smoothed (`smooth`): SmoothQuant is not run again.
+    """
+    import dataclasses
     import json
 
     root = Path(workdir)
     params = json.loads((root / "params.json").read_text())
     calibration = np.load(calibration_npy, mmap_mode="r")
     model = ov.Core().read_model(float_xml)
-    int8 = quantize(model, [calibration[i] for i in range(len(calibration))], Recipe.from_dict(params["recipe"]),
-                    params["ignored"])
+    recipe = Recipe.from_dict(params["recipe"])
+    if params.get("smoothed"):
+        recipe = dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
+    int8 = quantize(model, [calibration[i] for i in range(len(calibration))], recipe, params["ignored"])
     ov.save_model(int8, str(root / "int8.xml"), compress_to_fp16=False)
 
 
+def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
+    """Child side: float IR + calibration .npy + params.json -> smoothed.xml in `workdir`."""
+    import json
+
+    root = Path(workdir)
+    params = json.loads((root / "params.json").read_text())
+    calibration = np.load(calibration_npy, mmap_mode="r")
+    smoothed = smooth(ov.Core().read_model(float_xml), [calibration[i] for i in range(len(calibration))],
+                      Recipe.from_dict(params["recipe"]))
+    ov.save_model(smoothed, str(root / "smoothed.xml"), compress_to_fp16=False)
+
+
 def ptq_task(workdir: Path, name: str, float_xml: Path, calibration_npy: Path, recipe: Recipe,
-             ignored: list[str]) -> Any:
-    """An isolated.Task quantizing into `workdir/int8.xml` (workdir is created)."""
+             ignored: list[str], smoothed_xml: Path | None = None) -> Any:
+    """An isolated.Task quantizing into `workdir/int8.xml` (workdir is created); from `smoothed_xml`
+    (the output of a `smoothing_task` with the same SmoothQuant settings) instead of the float IR if given."""
     import json
 
     from edgeq.quantization.isolated import Task
 
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.json").write_text(json.dumps({"recipe": recipe.to_dict(), "ignored": list(ignored)}))
-    return Task(name, _quantize_files, (str(workdir), str(float_xml), str(calibration_npy)), str(workdir))
+    (workdir / "params.json").write_text(json.dumps({"recipe": recipe.to_dict(), "ignored": list(ignored),
+                                                     "smoothed": smoothed_xml is not None}))
+    return Task(name, _quantize_files, (str(workdir), str(smoothed_xml or float_xml), str(calibration_npy)), str(workdir))
+
+
+def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe) -> Any:
+    """An isolated.Task writing `workdir/smoothed.xml`: SmoothQuant once for several recipes."""
+    import json
+
+    from edgeq.quantization.isolated import Task
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "params.json").write_text(json.dumps({"recipe": recipe.to_dict()}))
+    return Task("smoothing", _smooth_files, (str(workdir), str(float_xml), str(calibration_npy)), str(workdir))
+
+
+def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe,
+                     cancelled: Any = lambda: False) -> tuple[Path | None, float]:
+    """SmoothQuant once, on every core, for all recipes with `recipe`'s alphas: (smoothed IR, seconds).
+
+    One of the two statistics passes of each NNCF run, saved (the result is bit-identical to NNCF's
+    own pipeline: same outputs on the Fashion-MNIST ViT). (None, 0) if the recipe does not smooth or
+    the step failed: then every candidate smooths for itself, as nncf.quantize does.
+    """
+    from edgeq.quantization.isolated import run_tasks
+
+    if smoothing_alphas(recipe) is None:
+        return None, 0.0
+    (outcome,) = run_tasks([smoothing_task(workdir, float_xml, calibration_npy, recipe)], cancelled=cancelled)
+    return (workdir / "smoothed.xml" if outcome.ok else None), round(outcome.seconds, 2)
 
 
 def quantize_isolated(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe, ignored: list[str],
-                      cancelled: Any = lambda: False) -> ov.Model:
+                      cancelled: Any = lambda: False, smoothed_xml: Path | None = None) -> ov.Model:
     """`quantize` in a spawned child (retried once if it dies by a signal); raises InternalError if it fails."""
     from edgeq.errors import InternalError
     from edgeq.quantization.isolated import run_tasks
 
-    task = ptq_task(workdir, "ptq", float_xml, calibration_npy, recipe, ignored)
+    task = ptq_task(workdir, "ptq", float_xml, calibration_npy, recipe, ignored, smoothed_xml)
     (outcome,) = run_tasks([task], cancelled=cancelled)
     if not outcome.ok:
         raise InternalError(f"NNCF quantization failed in its child process ({outcome.reason}) after "

@@ -42,10 +42,12 @@ def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recip
                ranked_layers: list[str], score: Callable[[Any], tuple[Any, float]], good_enough: Callable[[float], bool],
                max_layers: int, cancelled: Callable[[], bool] = lambda: False) -> RequantizeOutcome:
     best = RequantizeOutcome(None, None)
+    # The ignored scope does not change SmoothQuant: smooth once, quantize each group from there.
+    smoothed, _ = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, recipe, cancelled)
     for size in group_sizes(min(max_layers, len(ranked_layers))):
         reverted = ranked_layers[:size]
         model = ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe,
-                                      sorted({*ignored, *reverted}), cancelled)
+                                      sorted({*ignored, *reverted}), cancelled, smoothed_xml=smoothed)
         outputs, value = score(model)
         best.steps.append({"reverted": size, "score": value})
         if best.score is None or value > best.score:

@@ -10,8 +10,10 @@ Two rounds, because most of an NNCF run is statistics collection, which scales w
 calibration samples: the first round quantizes every candidate on a spread-out subset of the
 calibration set (`SEARCH_CALIBRATION` samples); the second quantizes the finalists on the whole
 calibration set, side by side: the first round's best and either the combination of every knob
-that beat the base or, without one, the runner-up. The best second-round model is kept, so the
-winner is not quantized again. Accuracy control (if still needed) runs only on the winner.
+that beat the base or, without one, the runner-up. In each round SmoothQuant, the first of NNCF's
+two statistics passes, runs once for all candidates with the base's alphas (`ptq.shared_smoothing`).
+The best second-round model is kept, so the winner is not quantized again. The fallback (if still
+needed) runs only on the winner.
 """
 
 from __future__ import annotations
@@ -148,9 +150,10 @@ class _Round:
     def ignored(self, recipe: Recipe) -> list[str]:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
 
-    def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
-            round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
-        tasks, rows = [], []
+    def plan(self, candidates: list[tuple[str, dict[str, Any]]], samples: int, round_number: int
+             ) -> tuple[list[tuple[dict[str, Any], Recipe, list[str]]], list[dict[str, Any]]]:
+        """(row, recipe, ignored names) for each candidate to quantize, and every row, skipped ones included."""
+        planned, rows = [], []
         for name, overrides in candidates:
             recipe = _variant(self.base, overrides)
             row: dict[str, Any] = {"candidate": name, "round": round_number, "calibration": samples,
@@ -164,9 +167,25 @@ class _Round:
             if reason:
                 rows.append({**row, "seconds": 0.0, "score": None, "skipped": reason})
                 continue
-            task = ptq.ptq_task(self.work / f"round{round_number}" / name, name, self.float_xml, calibration_npy, recipe, ignored)
-            tasks.append(dataclasses.replace(task, target=_score_files, args=(*task.args, str(self.ranking), self.metric)))
+            planned.append((row, recipe, ignored))
             rows.append(row)
+        return planned, rows
+
+    def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
+            round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
+        folder = self.work / f"round{round_number}"
+        planned, rows = self.plan(candidates, samples, round_number)
+        sharing = [row for row, recipe, _ in planned if ptq.smoothing_alphas(recipe) == ptq.smoothing_alphas(self.base)]
+        smoothed, smoothing_s = ptq.shared_smoothing(folder / "smoothing", self.float_xml, calibration_npy, self.base,
+                                                     self.cancelled) if len(sharing) > 1 else (None, 0.0)
+        tasks = []
+        for row, recipe, ignored in planned:
+            shares = smoothed is not None and any(row is other for other in sharing)
+            if shares:
+                row["shared_smoothquant_s"] = smoothing_s
+            task = ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
+                                ignored, smoothed if shares else None)
+            tasks.append(dataclasses.replace(task, target=_score_files, args=(*task.args, str(self.ranking), self.metric)))
         # The slow candidate starts first: it finishes or is cut while the others run beside it.
         order = sorted(tasks, key=lambda task: task.name != SLOW_FIRST)
         from edgeq.quantization.isolated import run_tasks
@@ -179,7 +198,7 @@ class _Round:
                 continue  # skipped
             row["seconds"] = round(outcome.seconds, 2)
             if outcome.ok:
-                row.update(json.loads((self.work / f"round{round_number}" / outcome.name / "score.json").read_text()))
+                row.update(json.loads((folder / outcome.name / "score.json").read_text()))
             else:
                 row.update(score=None, error=outcome.reason)
         return rows

@@ -240,6 +240,9 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
     assert per_channel["score"] is None and "per-tensor" in per_channel["skipped"]
     scored = [r for r in first if r["score"] is not None]
     assert len(scored) >= 6, rows
+    # SmoothQuant ran once for every candidate with the base's alphas; SmoothQuant off runs alone.
+    sharing = {r["candidate"] for r in first if r.get("shared_smoothquant_s")}
+    assert sharing == {r["candidate"] for r in first if r["score"] is not None or "error" in r} - {"smoothquant-off"}
     # The finalists run on all 200 samples: the first round's best, and the combination of the knobs
     # that beat the base (or the runner-up); the chosen model is the best finalist.
     second = [r for r in rows if r["round"] == 2]
