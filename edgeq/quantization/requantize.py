@@ -42,9 +42,11 @@ def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recip
                ranked_layers: list[str], score: Callable[[Any], tuple[Any, float]], good_enough: Callable[[float], bool],
                max_layers: int, cancelled: Callable[[], bool] = lambda: False) -> RequantizeOutcome:
     best = RequantizeOutcome(None, None)
+    sizes = group_sizes(min(max_layers, len(ranked_layers)))
     # The ignored scope does not change SmoothQuant: smooth once, quantize each group from there.
-    smoothed, _ = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, recipe, cancelled)
-    for size in group_sizes(min(max_layers, len(ranked_layers))):
+    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, recipe, cancelled)[0] \
+        if len(sizes) > 1 else None
+    for size in sizes:
         reverted = ranked_layers[:size]
         model = ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe,
                                       sorted({*ignored, *reverted}), cancelled, smoothed_xml=smoothed)
