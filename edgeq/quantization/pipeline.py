@@ -206,13 +206,13 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
     emit("fallback", 0.5, "accuracy below budget: re-quantizing with the least accurate layers in float",
          drop=request.budget.drop(float_score, ptq_score))
     section: dict[str, Any] = {"ran": True, "status": "not improved", "reverted": []}
-    second = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
+    requantized = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
                          validation_inputs, reference, labels, calibration, float_score, cancelled)
-    section["requantize"] = second.steps
-    if second.model is not None and second.score is not None and second.score > kept_score:
-        kept_model, kept_outputs, kept_score = second.model, second.outputs, second.score
+    section["requantize"] = requantized.steps
+    if requantized.model is not None and requantized.score is not None and requantized.score > kept_score:
+        kept_model, kept_outputs, kept_score = requantized.model, requantized.outputs, requantized.score
         section["status"] = "requantized"
-        section["reverted"] = _reverted_rows(float_model, second.reverted, second.sqnr,
+        section["reverted"] = _reverted_rows(float_model, requantized.reverted, requantized.sqnr,
                                              "lowest SQNR after plain PTQ; PTQ re-run with it in float")
     if request.budget.met(float_score, kept_score):
         return kept_model, kept_outputs, kept_score, section
