@@ -76,8 +76,9 @@ def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
     """NNCF's first PTQ step alone: SmoothQuant, with the alphas and subset size `recipe` gives it.
 
     SmoothQuant sees neither the ignored scope, the preset, the range estimator nor the bias
-    correction, so recipes that differ only in those share its statistics pass: `quantize(smoothed,
-    ..., smoothed=True)` then runs the rest of the pipeline (NNCF's own Pipeline class, one step).
+    correction, so recipes that differ only in those share its statistics pass (NNCF's own Pipeline
+    class, one step); `quantize` of the smoothed model with SmoothQuant off runs the rest of NNCF's
+    pipeline and gives the model `quantize` of the float one would.
     """
     from nncf.quantization.algorithms.pipeline import Pipeline
     from nncf.quantization.algorithms.smooth_quant.algorithm import SmoothQuant
@@ -86,7 +87,9 @@ def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
 
     alphas = smoothing_alphas(recipe)
     if alphas is None:
-        raise ValueError("this recipe does not use SmoothQuant")
+        from edgeq.errors import InternalError
+
+        raise InternalError("smooth() called for a recipe without SmoothQuant")
     quiet_nncf()
     with dependency("NNCF SmoothQuant"):
         step = SmoothQuant(recipe.subset_size, alpha_map=alphas)
