@@ -207,7 +207,7 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
          drop=request.budget.drop(float_score, ptq_score))
     section: dict[str, Any] = {"ran": True, "status": "not improved", "reverted": []}
     requantized = _requantize(request, work, float_model, int8_model, recipe, ignored, plain_quantized,
-                         validation_inputs, reference, labels, calibration, float_score, cancelled)
+                              validation_inputs, reference, labels, calibration, float_score, cancelled)
     section["requantize"] = requantized.steps
     if requantized.model is not None and requantized.score is not None and requantized.score > kept_score:
         kept_model, kept_outputs, kept_score = requantized.model, requantized.outputs, requantized.score

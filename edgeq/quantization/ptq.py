@@ -99,60 +99,59 @@ def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
 
 
 # ---- the same, in a child process ------------------------------------------------------------
+def _child_inputs(workdir: str, model_xml: str, calibration_npy: str) -> tuple[dict[str, Any], ov.Model, list[Any]]:
+    """Child side: what a task's files hold (params.json, the IR, the calibration samples)."""
+    import json
+
+    params = json.loads((Path(workdir) / "params.json").read_text())
+    calibration = np.load(calibration_npy, mmap_mode="r")
+    return params, ov.Core().read_model(model_xml), [calibration[i] for i in range(len(calibration))]
+
+
 def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
     """Child side: float IR + calibration .npy + params.json -> int8.xml in `workdir`.
 
     With "smoothed" in params, `float_xml` is already smoothed (`smooth`): SmoothQuant is not run again.
     """
     import dataclasses
-    import json
 
-    root = Path(workdir)
-    params = json.loads((root / "params.json").read_text())
-    calibration = np.load(calibration_npy, mmap_mode="r")
-    model = ov.Core().read_model(float_xml)
+    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
     recipe = Recipe.from_dict(params["recipe"])
     if params.get("smoothed"):
         recipe = dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
-    int8 = quantize(model, [calibration[i] for i in range(len(calibration))], recipe, params["ignored"])
-    ov.save_model(int8, str(root / "int8.xml"), compress_to_fp16=False)
+    int8 = quantize(model, calibration, recipe, params["ignored"])
+    ov.save_model(int8, str(Path(workdir) / "int8.xml"), compress_to_fp16=False)
 
 
 def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
     """Child side: float IR + calibration .npy + params.json -> smoothed.xml in `workdir`."""
+    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
+    smoothed = smooth(model, calibration, Recipe.from_dict(params["recipe"]))
+    ov.save_model(smoothed, str(Path(workdir) / "smoothed.xml"), compress_to_fp16=False)
+
+
+def _task(name: str, target: Any, workdir: Path, params: dict[str, Any], model_xml: Path, calibration_npy: Path) -> Any:
+    """An isolated.Task whose child reads `params` (written here), the IR and the calibration samples."""
     import json
 
-    root = Path(workdir)
-    params = json.loads((root / "params.json").read_text())
-    calibration = np.load(calibration_npy, mmap_mode="r")
-    smoothed = smooth(ov.Core().read_model(float_xml), [calibration[i] for i in range(len(calibration))],
-                      Recipe.from_dict(params["recipe"]))
-    ov.save_model(smoothed, str(root / "smoothed.xml"), compress_to_fp16=False)
+    from edgeq.quantization.isolated import Task
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "params.json").write_text(json.dumps(params))
+    return Task(name, target, (str(workdir), str(model_xml), str(calibration_npy)), str(workdir))
 
 
 def ptq_task(workdir: Path, name: str, float_xml: Path, calibration_npy: Path, recipe: Recipe,
              ignored: list[str], smoothed_xml: Path | None = None) -> Any:
     """An isolated.Task quantizing into `workdir/int8.xml` (workdir is created); from `smoothed_xml`
     (the output of a `smoothing_task` with the same SmoothQuant settings) instead of the float IR if given."""
-    import json
-
-    from edgeq.quantization.isolated import Task
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.json").write_text(json.dumps({"recipe": recipe.to_dict(), "ignored": list(ignored),
-                                                     "smoothed": smoothed_xml is not None}))
-    return Task(name, _quantize_files, (str(workdir), str(smoothed_xml or float_xml), str(calibration_npy)), str(workdir))
+    params = {"recipe": recipe.to_dict(), "ignored": list(ignored), "smoothed": smoothed_xml is not None}
+    return _task(name, _quantize_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
 
 
 def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe) -> Any:
     """An isolated.Task writing `workdir/smoothed.xml`: SmoothQuant once for several recipes."""
-    import json
-
-    from edgeq.quantization.isolated import Task
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.json").write_text(json.dumps({"recipe": recipe.to_dict()}))
-    return Task("smoothing", _smooth_files, (str(workdir), str(float_xml), str(calibration_npy)), str(workdir))
+    return _task("smoothing", _smooth_files, workdir, {"recipe": recipe.to_dict()}, float_xml, calibration_npy)
 
 
 def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe,

@@ -177,12 +177,13 @@ class _Round:
             round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
         folder = self.work / f"round{round_number}"
         planned, rows = self.plan(candidates, samples, round_number)
-        sharing = [row for row, recipe, _ in planned if ptq.smoothing_alphas(recipe) == ptq.smoothing_alphas(self.base)]
+        base_alphas = ptq.smoothing_alphas(self.base)
+        sharing = sum(ptq.smoothing_alphas(recipe) == base_alphas for _, recipe, _ in planned)
         smoothed, smoothing_s = ptq.shared_smoothing(folder / "smoothing", self.float_xml, calibration_npy, self.base,
-                                                     self.cancelled) if len(sharing) > 1 else (None, 0.0)
+                                                     self.cancelled) if sharing > 1 else (None, 0.0)
         tasks = []
         for row, recipe, ignored in planned:
-            shares = smoothed is not None and any(row is other for other in sharing)
+            shares = smoothed is not None and ptq.smoothing_alphas(recipe) == base_alphas
             if shares:
                 row["shared_smoothquant_s"] = smoothing_s
             task = ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
