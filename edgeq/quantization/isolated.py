@@ -31,6 +31,7 @@ class Task:
     target: Callable[..., None]  # a module-level function (spawn pickles it by reference)
     args: tuple[Any, ...] = ()
     workdir: str = ""  # where the child writes error.txt when it raises
+    cut_if_slow: bool = True  # held to run_tasks' slower_than_fastest (a task doing several candidates' work is not)
 
 
 @dataclass
@@ -97,17 +98,24 @@ def _core_shares(workers: int) -> list[list[int]]:
 
 def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float | None = None,
               cancelled: Callable[[], bool] = lambda: False, retries: int = 1,
-              slower_than_fastest: float | None = None) -> list[Outcome]:
+              slower_than_fastest: float | None = None,
+              then: Callable[[Task], Sequence[Task]] | None = None) -> list[Outcome]:
     """Run every task in its own spawned process, at most `workers` at a time; outcomes in task order.
 
     `slower_than_fastest`: once one task is done, stop any task running longer than this many times
-    the fastest finished one (a recipe candidate 5x slower than the rest is not worth waiting for).
+    the fastest finished one (a recipe candidate 5x slower than the rest is not worth waiting for),
+    unless the task says it may not be cut.
+    `then`: called with each task that succeeds; the tasks it returns queue behind the others (a
+    quantized candidate's scoring), and their outcomes follow. They are never stopped by
+    `slower_than_fastest` and do not set its pace: they do other work than the tasks given.
     """
     context = multiprocessing.get_context("spawn")
     workers = max(1, min(workers, len(tasks)))
     shares = _core_shares(workers)
     free = list(range(workers))
     pending: list[tuple[Task, int]] = [(task, 1) for task in tasks]
+    order = list(tasks)
+    followers: set[str] = set()
     running: dict[int, _Running] = {}
     outcomes: dict[str, Outcome] = {}
 
@@ -128,8 +136,9 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float |
             for slot, item in list(running.items()):
                 elapsed = time.perf_counter() - item.started
                 budget, why = time_budget_s, f"its time budget of {time_budget_s or 0:.0f} s"
-                fastest = min((o.seconds for o in outcomes.values() if o.ok), default=None)
-                if slower_than_fastest and fastest is not None and (budget is None or fastest * slower_than_fastest < budget):
+                fastest = min((o.seconds for o in outcomes.values() if o.ok and o.name not in followers), default=None)
+                if slower_than_fastest and fastest is not None and item.task.cut_if_slow and item.task.name not in followers and (
+                        budget is None or fastest * slower_than_fastest < budget):
                     budget, why = fastest * slower_than_fastest, f"{slower_than_fastest:g}x the fastest task ({fastest:.0f} s)"
                 if item.process.is_alive() and (budget is None or elapsed < budget):
                     continue
@@ -147,11 +156,16 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float |
                     pending.insert(0, (item.task, item.attempts + 1))
                 else:
                     outcomes[item.task.name] = outcome
+                    if outcome.ok and then is not None:
+                        for follower in then(item.task):
+                            followers.add(follower.name)
+                            order.append(follower)
+                            pending.append((follower, 1))
     finally:
         for item in running.values():
             item.process.kill()
             item.process.join()
-    return [outcomes[task.name] for task in tasks]
+    return [outcomes[task.name] for task in order]
 
 
 def _finished(item: _Running, elapsed: float) -> Outcome:

@@ -295,7 +295,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         reference = accuracy.run(compile_cpu(float_model, precision="f32"), validation_inputs, len(validation_inputs))
         float_score = accuracy.reference_score(request.metric, reference, labels)
 
-        recipe, searched_model, search_table = request.recipe, None, None
+        recipe, searched = request.recipe, None
         float_xml = work / "float.xml"  # NNCF runs in child processes: they read the model from here
         ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
         if request.auto:
@@ -303,22 +303,24 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
 
             emit("search", 0.2, "trying recipe candidates on a ranking subset")
             count = min(request.ranking_samples, len(validation_inputs))
-            recipe, searched_model, search_table = search(
+            searched = search(
                 float_model, work, work / "calibration.npy", np.asarray(validation_inputs[:count]),
                 reference[:count], None if labels is None else labels[:count], request.metric, request.recipe,
                 workers=request.search_workers, search_calibration=request.search_calibration, cancelled=cancelled)
+            recipe = searched.recipe
         emit("quantize", 0.25, f"NNCF PTQ on {len(calibration_inputs)} calibration samples")
         matches = rules.resolve(float_model, rules.parse_rules(list(recipe.rules)))
         warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)
         ignored = rules.ignored_names(matches)
-        if searched_model is None:
+        if searched is None:
             int8_model = ptq.quantize_isolated(work / "ptq", float_xml, work / "calibration.npy", recipe, ignored,
                                                cancelled)
         else:
-            int8_model = searched_model
+            int8_model = searched.model
 
         emit("accuracy", 0.45, "measuring INT8 accuracy")
-        int8_outputs, ptq_score = accuracy.evaluate(int8_model, request.metric, validation_inputs, reference, labels)
+        int8_outputs, ptq_score = accuracy.evaluate(int8_model, request.metric, validation_inputs, reference, labels,
+                                                    known=None if searched is None else searched.ranking_outputs)
         final_model, final_outputs, final_score, fallback_report = _restore_accuracy(
             request, work, emit, cancelled, warnings, float_model, int8_model, int8_outputs, ptq_score, float_score,
             recipe, ignored, np.asarray(calibration_inputs), validation_inputs, reference, labels)
@@ -351,7 +353,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
             quantizable=graph.quantizable_ops(float_model), quantized=sorted(final_quantized), sqnr=sqnr,
             sizes={"float_bytes": speed.model_size_bytes(float_model), "int8_bytes": (staged / "model.bin").stat().st_size},
             speed=speed_report, cpu=cpu_description(), timings=clock.timings, warnings=warnings, recipe=recipe,
-            search=search_table, attention=attention_maps,
+            search=None if searched is None else searched.rows, attention=attention_maps,
             seconds=time.perf_counter() - started,
         )
         (staged / "edgeq.json").write_text(json.dumps(report, indent=2, default=str))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,13 +91,8 @@ def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
     return dataclasses.replace(base, **changes)
 
 
-def _score_files(workdir: str, float_xml: str, calibration_npy: str, ranking_dir: str, metric: str) -> None:
-    """Child side: quantize one candidate, score it on the ranking subset, write score.json."""
-    from edgeq.quantization.ptq import _quantize_files
-
-    started = time.perf_counter()
-    _quantize_files(workdir, float_xml, calibration_npy)
-    quantized_s = time.perf_counter() - started
+def _score_files(workdir: str, ranking_dir: str, metric: str) -> None:
+    """Child side: score workdir/int8.xml on the ranking subset; score.json and the outputs beside it."""
     import openvino as ov
 
     ranking = Path(ranking_dir)
@@ -108,8 +102,8 @@ def _score_files(workdir: str, float_xml: str, calibration_npy: str, ranking_dir
     reference = np.load(ranking / "reference.npy")
     outputs, score = accuracy.evaluate(model, metric, inputs, reference, labels)
     cosine = float(accuracy.per_sample("cosine", outputs, reference, labels).mean())
-    (Path(workdir) / "score.json").write_text(json.dumps({
-        "score": score, "cosine": cosine, "quantize_s": round(quantized_s, 2), "score_s": round(time.perf_counter() - started - quantized_s, 2)}))
+    np.save(Path(workdir) / "outputs.npy", outputs)
+    (Path(workdir) / "score.json").write_text(json.dumps({"score": score, "cosine": cosine}))
 
 
 def default_workers() -> int:
@@ -173,6 +167,38 @@ class _Round:
             rows.append(row)
         return planned, rows
 
+    def quantize_tasks(self, planned: list[tuple[dict[str, Any], Recipe, list[str]]], folder: Path,
+                       calibration_npy: Path, smoothed: Path | None, smoothing_s: float) -> list[tuple[Any, list[dict[str, Any]]]]:
+        """(task, the rows it quantizes): one task for all candidates that can share NNCF's statistics
+        pass (`ptq.quantize_many`: same input model, fast bias correction), one task for each other."""
+        base_alphas = ptq.smoothing_alphas(self.base)
+        single: list[tuple[Any, list[dict[str, Any]]]] = []
+        together: list[tuple[dict[str, Any], Recipe, list[str]]] = []
+        for row, recipe, ignored in planned:
+            shares = smoothed is not None and ptq.smoothing_alphas(recipe) == base_alphas
+            if shares:
+                row["shared_smoothquant_s"] = smoothing_s
+            as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if shares else recipe
+            if (shares or smoothed is None) and ptq.shares_statistics(as_run):
+                together.append((row, recipe, ignored))
+            else:
+                single.append((ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy,
+                                            recipe, ignored, smoothed if shares else None), [row]))
+        if len(together) == 1:
+            row, recipe, ignored = together[0]
+            single.append((ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy,
+                                        recipe, ignored, smoothed), [row]))
+        elif together:
+            members = [(folder / row["candidate"], recipe, ignored) for row, recipe, ignored in together]
+            task = ptq.many_task(folder / "shared-statistics", "shared statistics", members, self.float_xml,
+                                 calibration_npy, smoothed)
+            # Several candidates' work in one child: it sets the pace for the slow candidate (as one
+            # candidate would, which is generous), and is not itself cut.
+            single.append((dataclasses.replace(task, cut_if_slow=False), [row for row, _, _ in together]))
+        # The slow candidate starts first (it finishes or is cut while the others run beside it), then
+        # the one-candidate tasks: the first to finish sets the pace the slow one is held to.
+        return sorted(single, key=lambda item: (item[0].name != SLOW_FIRST, len(item[1])))
+
     def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
             round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
         folder = self.work / f"round{round_number}"
@@ -181,30 +207,65 @@ class _Round:
         sharing = sum(ptq.smoothing_alphas(recipe) == base_alphas for _, recipe, _ in planned)
         smoothed, smoothing_s = ptq.shared_smoothing(folder / "smoothing", self.float_xml, calibration_npy, self.base,
                                                      self.cancelled) if sharing > 1 else (None, 0.0)
-        tasks = []
-        for row, recipe, ignored in planned:
-            shares = smoothed is not None and ptq.smoothing_alphas(recipe) == base_alphas
-            if shares:
-                row["shared_smoothquant_s"] = smoothing_s
-            task = ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
-                                ignored, smoothed if shares else None)
-            tasks.append(dataclasses.replace(task, target=_score_files, args=(*task.args, str(self.ranking), self.metric)))
-        # The slow candidate starts first: it finishes or is cut while the others run beside it.
-        order = sorted(tasks, key=lambda task: task.name != SLOW_FIRST)
-        from edgeq.quantization.isolated import run_tasks
+        quantizing = self.quantize_tasks(planned, folder, calibration_npy, smoothed, smoothing_s)
+        rows_of = {task.name: members for task, members in quantizing}
+        from edgeq.quantization.isolated import Task, run_tasks
 
-        outcomes = {o.name: o for o in run_tasks(order, workers=self.workers, cancelled=self.cancelled,
-                                                 slower_than_fastest=slower_than_fastest)} if tasks else {}
-        for row in rows:
-            outcome = outcomes.get(row["candidate"])
-            if outcome is None:
-                continue  # skipped
-            row["seconds"] = round(outcome.seconds, 2)
-            if outcome.ok:
-                row.update(json.loads((folder / outcome.name / "score.json").read_text()))
-            else:
-                row.update(score=None, error=outcome.reason)
+        def scoring(task: Any) -> list[Any]:
+            return [Task(f"{row['candidate']} scoring", _score_files, (str(folder / row["candidate"]), str(self.ranking),
+                                                                      self.metric), str(folder / row["candidate"]))
+                    for row in rows_of.get(task.name, [])]
+
+        outcomes = {o.name: o for o in run_tasks([task for task, _ in quantizing], workers=self.workers,
+                                                 cancelled=self.cancelled, slower_than_fastest=slower_than_fastest,
+                                                 then=scoring)} if quantizing else {}
+        failed_group = [(task, members) for task, members in quantizing if len(members) > 1 and not outcomes[task.name].ok]
+        if failed_group:
+            # One candidate's failure must not take the others with it: quantize them one by one.
+            group, members = failed_group[0]
+            for row in members:
+                row["shared_statistics_failed"] = outcomes[group.name].reason
+            alone = [(ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
+                                   ignored, smoothed if "shared_smoothquant_s" in row else None), [row])
+                     for row, recipe, ignored in planned if row in members]
+            quantizing = [item for item in quantizing if item[0] is not group] + alone
+            rows_of.update({task.name: rows for task, rows in alone})
+            outcomes.update({o.name: o for o in run_tasks([task for task, _ in alone], workers=self.workers,
+                                                          cancelled=self.cancelled, then=scoring)})
+        for task, members in quantizing:
+            _record(task, members, outcomes, folder)
         return rows
+
+
+def _record(task: Any, rows: list[dict[str, Any]], outcomes: dict[str, Any], folder: Path) -> None:
+    """Fill the rows one quantization task made: its time (shared evenly in a group), score and errors."""
+    quantized = outcomes[task.name]
+    timings = Path(task.workdir, "timings.json")
+    shared = json.loads(timings.read_text()) if len(rows) > 1 and timings.exists() else None
+    for index, row in enumerate(rows):
+        row["quantize_s"] = round(quantized.seconds / len(rows), 2)
+        if len(rows) > 1:
+            row["shared_statistics"] = {"with": [r["candidate"] for r in rows if r is not row],
+                                        "task_s": round(quantized.seconds, 2), **(
+                                            {"pass_s": shared["statistics_s"], "own_step_s": shared["apply_s"][index]}
+                                            if shared else {})}
+        scored = outcomes.get(f"{row['candidate']} scoring")
+        row["score_s"] = round(scored.seconds, 2) if scored else None
+        row["seconds"] = round(row["quantize_s"] + (row["score_s"] or 0.0), 2)
+        if not quantized.ok:
+            row.update(score=None, error=quantized.reason)
+        elif scored is None or not scored.ok:
+            row.update(score=None, error=f"scoring failed: {scored.reason if scored else 'not run'}")
+        else:
+            row.update(json.loads((folder / row["candidate"] / "score.json").read_text()))
+
+
+@dataclasses.dataclass
+class Searched:
+    recipe: Recipe
+    model: Any  # the winner's INT8 model
+    rows: list[dict[str, Any]]  # one per candidate and round, for the report
+    ranking_outputs: np.ndarray  # the winner's outputs on the ranking subset: not computed twice
 
 
 def rank_key(row: dict[str, Any]) -> tuple[float, float]:
@@ -220,8 +281,9 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: np.ndarray, reference: np.ndarray,
            labels: np.ndarray | None, metric: str, base: Recipe, *, workers: int | None = None,
            search_calibration: int = SEARCH_CALIBRATION,
-           cancelled: Callable[[], bool] = lambda: False) -> tuple[Recipe, Any, list[dict[str, Any]]]:
-    """Return (best recipe, its INT8 model, one row per candidate and round); candidates run in parallel children."""
+           cancelled: Callable[[], bool] = lambda: False) -> Searched:
+    """The best recipe, its INT8 model and outputs on the ranking subset, and one row per candidate
+    and round; candidates run in parallel children."""
     import openvino as ov
 
     work.mkdir(parents=True, exist_ok=True)
@@ -265,4 +327,5 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     best["chosen"] = True
     folder = work / f"round{best['round']}" / best["candidate"]
     recipe = _variant(base, {k: tuple(v) if isinstance(v, list) else v for k, v in best["changes"].items()})
-    return recipe, ov.Core().read_model(str(folder / "int8.xml")), first + second
+    return Searched(recipe, ov.Core().read_model(str(folder / "int8.xml")), first + second,
+                    np.load(folder / "outputs.npy"))

@@ -106,7 +106,8 @@ def candidate_outcome(row: dict[str, Any]) -> str:
 
 def candidate_label(row: dict[str, Any]) -> str:
     """Which search round a row is from and on how many calibration samples."""
-    return f"round {row.get('round', 1)}, {row['calibration']} cal." if "calibration" in row else ""
+    shared = ", shared stats" if row.get("shared_statistics") else ""
+    return f"round {row.get('round', 1)}, {row['calibration']} cal.{shared}" if "calibration" in row else ""
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

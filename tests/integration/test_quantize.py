@@ -244,6 +244,11 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
     # SmoothQuant ran once for every candidate with the base's alphas; SmoothQuant off runs alone.
     sharing = {r["candidate"] for r in first if r.get("shared_smoothquant_s")}
     assert sharing == {r["candidate"] for r in first if r["score"] is not None or "error" in r} - {"smoothquant-off"}
+    # Those with fast bias correction also share NNCF's second pass, the range statistics (one child).
+    together = {r["candidate"] for r in first if r.get("shared_statistics")}
+    assert together == sharing - {"full-bias-correction"}
+    assert all(set(r["shared_statistics"]["with"]) == together - {r["candidate"]}
+               for r in first if r.get("shared_statistics"))
     # Ties on the metric are broken by the output cosine to FP32 (agreement moves in steps of 1/N).
     def rank(row: dict[str, Any]) -> tuple[float, float]:
         return row["score"], row["cosine"]

@@ -1,8 +1,10 @@
-"""SmoothQuant run once and shared gives the very model NNCF's own pipeline gives.
+"""Shared statistics give the very models NNCF's own pipeline gives.
 
 The recipe search and the re-quantization fallback smooth once per calibration set and quantize
 every candidate from the smoothed model (edgeq.quantization.ptq.smooth), saving one of NNCF's two
-statistics passes per run. That is only honest if nothing changes: the outputs must be identical.
+statistics passes per run; candidates that differ only in range settings and ignored scope then
+share the second pass too (ptq.quantize_many). That is only honest if nothing changes: the outputs
+must be identical.
 """
 
 from __future__ import annotations
@@ -44,3 +46,33 @@ def test_a_recipe_without_smoothquant_shares_nothing() -> None:
     assert ptq.smoothing_alphas(Recipe(smooth_quant_alpha=-1.0)) is None
     assert ptq.smoothing_alphas(Recipe(transformer=False)) is None
     assert ptq.smoothing_alphas(Recipe())["matmul"] == 0.95  # type: ignore[index]
+
+
+def test_one_statistics_pass_for_several_recipes_gives_each_the_model_nncf_quantize_gives() -> None:
+    model = load_model("timm:edgeq_vit_fmnist").model
+    inputs, _ = fmnist_arrays()
+    calibration = [inputs[i] for i in range(64)]
+    base = Recipe(subset_size=64, smooth_quant_alpha=-1.0)
+    recipes = [base, dataclasses.replace(base, preset="mixed"), dataclasses.replace(base, activations_range="minmax"),
+               dataclasses.replace(base, rules=(*base.rules, "attention"))]
+    members = [(r, rules.ignored_names(rules.resolve(model, rules.parse_rules(list(r.rules))))) for r in recipes]
+    timings: dict = {}
+    shared = ptq.quantize_many(model, calibration, members, timings)
+
+    probe = inputs[100:164]
+    outputs = []
+    for (recipe, ignored), one in zip(members, shared):
+        direct = ptq.quantize(model, calibration, recipe, ignored)
+        expected = compile_cpu(direct, precision="f32")(probe)[0]
+        outputs.append(compile_cpu(one, precision="f32")(probe)[0])
+        np.testing.assert_array_equal(outputs[-1], expected)
+    assert not np.array_equal(outputs[0], outputs[1])  # the recipes really differ
+    assert timings["statistics_s"] > 0 and len(timings["apply_s"]) == len(recipes)
+
+
+def test_quantize_many_refuses_recipes_that_need_their_own_pass() -> None:
+    from edgeq.errors import InternalError
+
+    model = load_model("timm:edgeq_vit_fmnist").model
+    with pytest.raises(InternalError, match="fast bias correction"):
+        ptq.quantize_many(model, [], [(Recipe(), [])])  # SmoothQuant on: smooth first

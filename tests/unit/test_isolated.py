@@ -72,3 +72,22 @@ def quick() -> None:
 def test_a_task_far_slower_than_the_fastest_is_stopped() -> None:
     quick_one, slow = run_tasks([Task("quick", quick), Task("slow", sleep_forever)], workers=2, slower_than_fastest=3.0)
     assert quick_one.ok and slow.status == "timeout" and "3x the fastest task" in slow.reason
+
+
+def nap(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def test_follow_up_tasks_run_after_their_leader_and_are_never_cut(tmp_path: Path) -> None:
+    """A quantized candidate's scoring is queued when its quantization succeeds; it does other work,
+    so it neither sets the pace for `slower_than_fastest` nor is stopped by it."""
+    def then(task: Task) -> list[Task]:
+        return [Task(f"{task.name} follow-up", nap, (1.5,))] if task.name == "quick" else []
+
+    outcomes = run_tasks([Task("quick", quick), Task("bad", raise_error, (), str(tmp_path))], workers=2,
+                         slower_than_fastest=1.2, then=then)
+    assert [o.name for o in outcomes] == ["quick", "bad", "quick follow-up"]
+    assert outcomes[2].ok and outcomes[2].seconds >= 1.5  # far slower than "quick", not cut
+    assert outcomes[1].status == "crashed"  # a failed task gets no follow-up
