@@ -57,6 +57,10 @@ SLOW_FIRST = "full-bias-correction"
 # First-round calibration samples per candidate. On ViT-S/14 one NNCF run spent 53 of its 70 s
 # collecting statistics over 300 samples; the finalists are quantized on the whole set.
 SEARCH_CALIBRATION = 100
+# First-round ranking samples (spread over the ranking subset). Scoring 300 images took 17 s of a
+# core per ViT-S/14 candidate, 87 of the first round's 200 core-seconds; the finalists are ranked
+# on the whole ranking subset, and only they can be chosen.
+SEARCH_RANKING = 100
 
 
 def per_channel_activations_unsupported() -> str | None:
@@ -111,6 +115,18 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def _ranking_set(folder: Path, inputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None,
+                 count: int) -> Path:
+    """A folder the scoring children read: `count` ranking samples spread over the set, their FP32 outputs, labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = np.linspace(0, len(inputs) - 1, min(count, len(inputs))).round().astype(np.int64)
+    np.save(folder / "inputs.npy", np.asarray(inputs[chosen]))
+    np.save(folder / "reference.npy", reference[chosen])
+    if labels is not None:
+        np.save(folder / "labels.npy", labels[chosen])
+    return folder
+
+
 def spread_subset(calibration_npy: Path, count: int, target: Path) -> Path:
     """Every k-th calibration sample (not the first `count`: archives come sorted by class)."""
     calibration = np.load(calibration_npy, mmap_mode="r")
@@ -137,9 +153,9 @@ class _Round:
     """Quantize and score a set of candidates in parallel children; one report row each, saying which
     round it ran in and on how many calibration samples."""
 
-    def __init__(self, float_model: Any, work: Path, float_xml: Path, ranking: Path, metric: str, base: Recipe,
+    def __init__(self, float_model: Any, work: Path, float_xml: Path, metric: str, base: Recipe,
                  workers: int, cancelled: Callable[[], bool]):
-        self.float_model, self.work, self.float_xml, self.ranking = float_model, work, float_xml, ranking
+        self.float_model, self.work, self.float_xml = float_model, work, float_xml
         self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
         self.base_ignored = self.ignored(base)
 
@@ -200,9 +216,12 @@ class _Round:
         return sorted(single, key=lambda item: (item[0].name != SLOW_FIRST, len(item[1])))
 
     def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
-            round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
+            ranking: Path, round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
         folder = self.work / f"round{round_number}"
         planned, rows = self.plan(candidates, samples, round_number)
+        ranked_on = len(np.load(ranking / "inputs.npy", mmap_mode="r"))
+        for row, _, _ in planned:
+            row["ranked_on"] = ranked_on
         base_alphas = ptq.smoothing_alphas(self.base)
         sharing = sum(ptq.smoothing_alphas(recipe) == base_alphas for _, recipe, _ in planned)
         smoothed, smoothing_s = ptq.shared_smoothing(folder / "smoothing", self.float_xml, calibration_npy, self.base,
@@ -212,7 +231,7 @@ class _Round:
         from edgeq.quantization.isolated import Task, run_tasks
 
         def scoring(task: Any) -> list[Any]:
-            return [Task(f"{row['candidate']} scoring", _score_files, (str(folder / row["candidate"]), str(self.ranking),
+            return [Task(f"{row['candidate']} scoring", _score_files, (str(folder / row["candidate"]), str(ranking),
                                                                       self.metric), str(folder / row["candidate"]))
                     for row in rows_of.get(task.name, [])]
 
@@ -280,7 +299,7 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: np.ndarray, reference: np.ndarray,
            labels: np.ndarray | None, metric: str, base: Recipe, *, workers: int | None = None,
-           search_calibration: int = SEARCH_CALIBRATION,
+           search_calibration: int = SEARCH_CALIBRATION, search_ranking: int = SEARCH_RANKING,
            cancelled: Callable[[], bool] = lambda: False) -> Searched:
     """The best recipe, its INT8 model and outputs on the ranking subset, and one row per candidate
     and round; candidates run in parallel children."""
@@ -290,19 +309,16 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     float_xml = work / "float.xml"
     if not float_xml.exists():
         ov.save_model(float_model, str(float_xml), compress_to_fp16=False)
-    ranking = work / "ranking"
-    ranking.mkdir(exist_ok=True)
-    np.save(ranking / "inputs.npy", np.asarray(ranking_inputs))
-    np.save(ranking / "reference.npy", reference)
-    if labels is not None:
-        np.save(ranking / "labels.npy", labels)
-
     full = min(base.subset_size, len(np.load(calibration_npy, mmap_mode="r")))
     first_samples = min(search_calibration, full)
     on_subset = first_samples < full
-    candidates = _Round(float_model, work, float_xml, ranking, metric, base, workers or default_workers(), cancelled)
+    ranking = _ranking_set(work / "ranking", ranking_inputs, reference, labels, len(ranking_inputs))
+    # A first round that only picks finalists ranks on fewer samples; its best is not kept.
+    first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels,
+                                 search_ranking if on_subset else len(ranking_inputs))
+    candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled)
     first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
-                       first_samples, 1, SLOWEST_CANDIDATE)
+                           first_samples, first_ranking, 1, SLOWEST_CANDIDATE)
     ranked = _ranked(first)
     if not ranked:
         raise InternalError("every recipe candidate failed: " + "; ".join(
@@ -318,7 +334,7 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
         finalists.append(("combined", combine(improving)))
     elif on_subset and len(ranked) >= 2:
         finalists.append((ranked[1]["candidate"], dict(CANDIDATES)[ranked[1]["candidate"]]))
-    second = candidates.run(finalists, calibration_npy, full, 2, None) if finalists else []
+    second = candidates.run(finalists, calibration_npy, full, ranking, 2, None) if finalists else []
 
     eligible = _ranked(second) + ([] if on_subset else ranked)
     if not eligible:
