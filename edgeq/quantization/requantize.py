@@ -4,12 +4,14 @@ NNCF's accuracy control removes quantizers from a finished INT8 model. On MiniLM
 worse (0.998 -> 0.91 after 19 reverts): the bias corrections of the layers around a reverted one
 were computed for its quantized output and stay in place. Running PTQ again with those layers in
 the ignored scope recomputes everything around them. Layers are ranked by their SQNR in the plain
-PTQ model (worst first) and reverted in growing groups (1, 2, 4, ... up to `max_layers`), each
-group one NNCF run in a child process, until the budget is met; the best model seen is kept.
+PTQ model (worst first) and reverted in growing groups (1, 2, 4, ... up to `max_layers`), all
+quantized in one child process from one statistics pass, then scored in that order until the
+budget is met; the best model seen is kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,17 +45,50 @@ def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recip
                max_layers: int, cancelled: Callable[[], bool] = lambda: False) -> RequantizeOutcome:
     best = RequantizeOutcome(None, None)
     sizes = group_sizes(min(max_layers, len(ranked_layers)))
-    # The ignored scope does not change SmoothQuant: smooth once, quantize each group from there.
-    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, recipe, cancelled)[0] \
-        if len(sizes) > 1 else None
+    ignored_with = {size: sorted({*ignored, *ranked_layers[:size]}) for size in sizes}
+    model_for = _quantized_models(work, float_xml, calibration_npy, recipe, ignored_with, cancelled)
     for size in sizes:
-        reverted = ranked_layers[:size]
-        model = ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe,
-                                      sorted({*ignored, *reverted}), cancelled, smoothed_xml=smoothed)
+        model = model_for(size)
         outputs, value = score(model)
         best.steps.append({"reverted": size, "score": value})
         if best.score is None or value > best.score:
-            best.model, best.outputs, best.score, best.reverted = model, outputs, value, list(reverted)
+            best.model, best.outputs, best.score, best.reverted = model, outputs, value, list(ranked_layers[:size])
         if good_enough(value):
             break
     return best
+
+
+def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe,
+                      ignored_with: dict[int, list[str]], cancelled: Callable[[], bool]) -> Callable[[int], Any]:
+    """size -> the model PTQ gives with that many layers reverted.
+
+    The ignored scope changes neither SmoothQuant nor the range statistics: smooth once, then
+    quantize every size from one statistics pass (`ptq.quantize_many`, a few seconds per extra
+    size) where the recipe allows; otherwise one NNCF run per size, only when it is asked for.
+    """
+    import openvino as ov
+
+    from edgeq.quantization.isolated import run_tasks
+
+    def read(size: int) -> Any:
+        return ov.Core().read_model(str(work / f"revert-{size}" / "int8.xml"))
+
+    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, recipe, cancelled)[0] \
+        if len(ignored_with) > 1 else None
+    as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if smoothed else recipe
+    if len(ignored_with) > 1 and ptq.shares_statistics(as_run):
+        members = [(work / f"revert-{size}", recipe, names) for size, names in ignored_with.items()]
+        task = ptq.many_task(work / "shared-statistics", "requantize", members, float_xml, calibration_npy, smoothed)
+        (outcome,) = run_tasks([task], cancelled=cancelled)
+        if outcome.ok:
+            return read
+    done: set[int] = set()
+
+    def quantize(size: int) -> Any:
+        if size not in done:
+            ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe, ignored_with[size],
+                                  cancelled, smoothed_xml=smoothed)
+            done.add(size)
+        return read(size)
+
+    return quantize
