@@ -3,15 +3,17 @@
 Candidates differ in one knob each from the base recipe: SmoothQuant off, attention inputs kept in
 float, the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
 (only where the target supports them), full bias correction. Each is quantized with NNCF
-and scored against the cached FP32 outputs on the ranking subset, in its own child process (one
-per core, pinned; a candidate that crashes is reported, not fatal).
+and scored against the cached FP32 outputs on the ranking subset, in child processes (one per
+core, pinned; a candidate that crashes is reported, not fatal).
 
 Two rounds, because most of an NNCF run is statistics collection, which scales with the
 calibration samples: the first round quantizes every candidate on a spread-out subset of the
 calibration set (`SEARCH_CALIBRATION` samples); the second quantizes the finalists on the whole
 calibration set, side by side: the first round's best and either the combination of every knob
-that beat the base or, without one, the runner-up. In each round SmoothQuant, the first of NNCF's
-two statistics passes, runs once for all candidates with the base's alphas (`ptq.shared_smoothing`).
+that beat the base or, without one, the runner-up. SmoothQuant, the first of NNCF's two
+statistics passes, runs once per search on the whole calibration set for all candidates with the
+base's alphas (`ptq.shared_smoothing`); candidates that differ only in range settings and
+ignored scope share the second pass too (`ptq.quantize_many`), and are scored in their own children.
 The best second-round model is kept, so the winner is not quantized again. The fallback (if still
 needed) runs only on the winner.
 """
@@ -158,6 +160,7 @@ class _Round:
         self.float_model, self.work, self.float_xml = float_model, work, float_xml
         self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
         self.base_ignored = self.ignored(base)
+        self.smoothed: tuple[Path | None, float] = (None, 0.0)  # the shared SmoothQuant IR and its seconds
 
     def ignored(self, recipe: Recipe) -> list[str]:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
@@ -222,10 +225,7 @@ class _Round:
         ranked_on = len(np.load(ranking / "inputs.npy", mmap_mode="r"))
         for row, _, _ in planned:
             row["ranked_on"] = ranked_on
-        base_alphas = ptq.smoothing_alphas(self.base)
-        sharing = sum(ptq.smoothing_alphas(recipe) == base_alphas for _, recipe, _ in planned)
-        smoothed, smoothing_s = ptq.shared_smoothing(folder / "smoothing", self.float_xml, calibration_npy, self.base,
-                                                     self.cancelled) if sharing > 1 else (None, 0.0)
+        smoothed, smoothing_s = self.smoothed
         quantizing = self.quantize_tasks(planned, folder, calibration_npy, smoothed, smoothing_s)
         rows_of = {task.name: members for task, members in quantizing}
         from edgeq.quantization.isolated import Task, run_tasks
@@ -317,6 +317,9 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels,
                                  search_ranking if on_subset else len(ranking_inputs))
     candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled)
+    # SmoothQuant once, on the whole calibration set, for both rounds: it is the first of NNCF's two
+    # statistics passes and the same for every candidate with the base's alphas (26 s on ViT-S/14).
+    candidates.smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, base, cancelled)
     first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
                            first_samples, first_ranking, 1, SLOWEST_CANDIDATE)
     ranked = _ranked(first)
