@@ -186,71 +186,79 @@ class _Round:
             rows.append(row)
         return planned, rows
 
+    def _smooths_as_base(self, recipe: Recipe) -> bool:
+        """Whether the recipe quantizes from the shared SmoothQuant IR."""
+        return self.smoothed[0] is not None and ptq.smoothing_alphas(recipe) == ptq.smoothing_alphas(self.base)
+
+    def _alone(self, folder: Path, calibration_npy: Path, row: dict[str, Any], recipe: Recipe,
+               ignored: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+        """A task quantizing one candidate with its own statistics pass."""
+        smoothed = self.smoothed[0] if self._smooths_as_base(recipe) else None
+        return ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
+                            ignored, smoothed), [row]
+
     def quantize_tasks(self, planned: list[tuple[dict[str, Any], Recipe, list[str]]], folder: Path,
-                       calibration_npy: Path, smoothed: Path | None, smoothing_s: float) -> list[tuple[Any, list[dict[str, Any]]]]:
+                       calibration_npy: Path) -> list[tuple[Any, list[dict[str, Any]]]]:
         """(task, the rows it quantizes): one task for all candidates that can share NNCF's statistics
         pass (`ptq.quantize_many`: same input model, fast bias correction), one task for each other."""
-        base_alphas = ptq.smoothing_alphas(self.base)
-        single: list[tuple[Any, list[dict[str, Any]]]] = []
+        smoothed, smoothing_s = self.smoothed
+        tasks: list[tuple[Any, list[dict[str, Any]]]] = []
         together: list[tuple[dict[str, Any], Recipe, list[str]]] = []
         for row, recipe, ignored in planned:
-            shares = smoothed is not None and ptq.smoothing_alphas(recipe) == base_alphas
+            shares = self._smooths_as_base(recipe)
             if shares:
                 row["shared_smoothquant_s"] = smoothing_s
             as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if shares else recipe
             if (shares or smoothed is None) and ptq.shares_statistics(as_run):
                 together.append((row, recipe, ignored))
             else:
-                single.append((ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy,
-                                            recipe, ignored, smoothed if shares else None), [row]))
+                tasks.append(self._alone(folder, calibration_npy, row, recipe, ignored))
         if len(together) == 1:
-            row, recipe, ignored = together[0]
-            single.append((ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy,
-                                        recipe, ignored, smoothed), [row]))
+            tasks.append(self._alone(folder, calibration_npy, *together[0]))
         elif together:
             members = [(folder / row["candidate"], recipe, ignored) for row, recipe, ignored in together]
             task = ptq.many_task(folder / "shared-statistics", "shared statistics", members, self.float_xml,
                                  calibration_npy, smoothed)
             # Several candidates' work in one child: it sets the pace for the slow candidate (as one
             # candidate would, which is generous), and is not itself cut.
-            single.append((dataclasses.replace(task, cut_if_slow=False), [row for row, _, _ in together]))
+            tasks.append((dataclasses.replace(task, cut_if_slow=False), [row for row, _, _ in together]))
         # The slow candidate starts first (it finishes or is cut while the others run beside it), then
         # the one-candidate tasks: the first to finish sets the pace the slow one is held to.
-        return sorted(single, key=lambda item: (item[0].name != SLOW_FIRST, len(item[1])))
+        return sorted(tasks, key=lambda item: (item[0].name != SLOW_FIRST, len(item[1])))
 
     def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
             ranking: Path, round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
+        from edgeq.quantization.isolated import Task, run_tasks
+
         folder = self.work / f"round{round_number}"
         planned, rows = self.plan(candidates, samples, round_number)
         ranked_on = len(np.load(ranking / "inputs.npy", mmap_mode="r"))
         for row, _, _ in planned:
             row["ranked_on"] = ranked_on
-        smoothed, smoothing_s = self.smoothed
-        quantizing = self.quantize_tasks(planned, folder, calibration_npy, smoothed, smoothing_s)
+        quantizing = self.quantize_tasks(planned, folder, calibration_npy)
         rows_of = {task.name: members for task, members in quantizing}
-        from edgeq.quantization.isolated import Task, run_tasks
 
         def scoring(task: Any) -> list[Any]:
             return [Task(f"{row['candidate']} scoring", _score_files, (str(folder / row["candidate"]), str(ranking),
                                                                       self.metric), str(folder / row["candidate"]))
                     for row in rows_of.get(task.name, [])]
 
-        outcomes = {o.name: o for o in run_tasks([task for task, _ in quantizing], workers=self.workers,
-                                                 cancelled=self.cancelled, slower_than_fastest=slower_than_fastest,
-                                                 then=scoring)} if quantizing else {}
-        failed_group = [(task, members) for task, members in quantizing if len(members) > 1 and not outcomes[task.name].ok]
-        if failed_group:
+        def run(tasks: list[tuple[Any, list[dict[str, Any]]]], pace: float | None) -> dict[str, Any]:
+            return {o.name: o for o in run_tasks([task for task, _ in tasks], workers=self.workers, cancelled=self.cancelled,
+                                                 slower_than_fastest=pace, then=scoring)} if tasks else {}
+
+        outcomes = run(quantizing, slower_than_fastest)
+        group = next(((task, members) for task, members in quantizing
+                      if len(members) > 1 and not outcomes[task.name].ok), None)
+        if group is not None:
             # One candidate's failure must not take the others with it: quantize them one by one.
-            group, members = failed_group[0]
-            for row in members:
-                row["shared_statistics_failed"] = outcomes[group.name].reason
-            alone = [(ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
-                                   ignored, smoothed if "shared_smoothquant_s" in row else None), [row])
-                     for row, recipe, ignored in planned if row in members]
-            quantizing = [item for item in quantizing if item[0] is not group] + alone
-            rows_of.update({task.name: rows for task, rows in alone})
-            outcomes.update({o.name: o for o in run_tasks([task for task, _ in alone], workers=self.workers,
-                                                          cancelled=self.cancelled, then=scoring)})
+            for row in group[1]:
+                row["shared_statistics_failed"] = outcomes[group[0].name].reason
+            alone = [self._alone(folder, calibration_npy, row, recipe, ignored)
+                     for row, recipe, ignored in planned if row in group[1]]
+            quantizing = [item for item in quantizing if item[0] is not group[0]] + alone
+            rows_of.update({task.name: members for task, members in alone})
+            outcomes.update(run(alone, None))
         for task, members in quantizing:
             _record(task, members, outcomes, folder)
         return rows

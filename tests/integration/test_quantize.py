@@ -282,3 +282,32 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
 
     # Rows without a score (skipped, failed, stopped as too slow) print their reason.
     assert any("per-channel-activations" in line and "not supported on CPU" in line for line in summary_lines(result.report))
+
+
+def refuse_to_share(*_: Any) -> None:
+    raise RuntimeError("statistics pass failed (injected)")
+
+
+def test_a_failed_shared_statistics_pass_falls_back_to_one_child_per_candidate(
+        fmnist_npz: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One candidate's failure inside the shared pass must not take the others with it."""
+    import dataclasses
+
+    from edgeq.quantization import ptq
+
+    shared_task = ptq.many_task
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        return dataclasses.replace(shared_task(*args, **kwargs), target=refuse_to_share, args=())
+
+    monkeypatch.setattr(ptq, "many_task", failing)
+    result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
+                            validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="alone",
+                            metric="agreement", budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1,
+                            auto=True, ranking_samples=100)
+    rows = result.report["search"]
+    fell_back = [r for r in rows if r.get("shared_statistics_failed")]
+    assert {r["candidate"] for r in fell_back if r["round"] == 1} >= {"base", "attention-float", "range-minmax"}
+    assert all("injected" in r["shared_statistics_failed"] and r["score"] is not None for r in fell_back), fell_back
+    assert not any(r.get("shared_statistics") for r in rows)
+    assert sum(bool(r.get("chosen")) for r in rows) == 1
