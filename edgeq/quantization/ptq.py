@@ -84,6 +84,9 @@ def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe,
     from nncf.openvino.graph.nncf_graph_builder import GraphConverter
     from nncf.openvino.quantization.backend_parameters import is_weight_compression_needed
     from nncf.openvino.quantization.quantize_model import remove_friendly_name_duplicates
+    from nncf.openvino.rt_info import dump_parameters
+    from nncf.parameters import TargetDevice
+    from nncf.quantization.advanced_parameters import convert_to_dict_recursively
     from nncf.quantization.algorithms.pipeline import collect_statistics
     from nncf.quantization.algorithms.post_training.pipeline import create_ptq_pipeline
     from openvino._offline_transformations import compress_quantize_weights_transformation
@@ -111,6 +114,10 @@ def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe,
             result = pipeline.run_step(0, statistics, model, graph)
             if is_weight_compression_needed(args["advanced_parameters"]):
                 compress_quantize_weights_transformation(result)  # int8 weights on disk, as nncf.quantize
+            dump_parameters(result, {  # the record of how it was quantized, as nncf.quantize writes it
+                **{key: args[key] for key in ("preset", "subset_size", "fast_bias_correction", "model_type", "ignored_scope")},
+                "target_device": TargetDevice.ANY.value,
+                "advanced_parameters": convert_to_dict_recursively(args["advanced_parameters"])})
             quantized.append(result)
             apply_s.append(round(time.perf_counter() - started, 2))
     if timings is not None:

@@ -66,6 +66,8 @@ def test_one_statistics_pass_for_several_recipes_gives_each_the_model_nncf_quant
         expected = compile_cpu(direct, precision="f32")(probe)[0]
         outputs.append(compile_cpu(one, precision="f32")(probe)[0])
         np.testing.assert_array_equal(outputs[-1], expected)
+        key = ["nncf", "quantization", "preset"]
+        assert one.get_rt_info(key).astype(str) == direct.get_rt_info(key).astype(str) != ""  # the same record
     assert not np.array_equal(outputs[0], outputs[1])  # the recipes really differ
     assert timings["statistics_s"] > 0 and len(timings["apply_s"]) == len(recipes)
 
