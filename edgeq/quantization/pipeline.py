@@ -246,7 +246,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
     from edgeq import data as datasets
     from edgeq.compile import compile_cpu, cpu_description
     from edgeq.data.samples import first, hold_out
-    from edgeq.quantization import accuracy, graph, ptq, rules, sensitivity, speed
+    from edgeq.quantization import accuracy, graph, ptq, rules, speed
     from edgeq.quantization.attention import sqnr_and_attention
     from edgeq.report.html import write_html
     from edgeq.report.summary import build_report

@@ -14,6 +14,7 @@ the unmodified INT8 model on one sample; exposures that still change it are left
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -52,11 +53,17 @@ def observed(op: ov.Node) -> ov.Node:
         op = users[0]
 
 
+def observed_names(model: ov.Model, names: list[str]) -> dict[str, str]:
+    """name -> the name of the op its result is read from (`observed`)."""
+    table = ops_by_name(model)
+    return {n: observed(table[n]).get_friendly_name() for n in names if n in table}
+
+
 def _with_outputs(model: ov.Model, names: list[str]) -> tuple[ov.Model, dict[str, int]]:
     """A clone whose outputs include what each named op computes (see `observed`); name -> output index."""
     clone = model.clone()
     table = ops_by_name(clone)
-    shown = {n: observed(table[n]).get_friendly_name() for n in names if n in table}
+    shown = observed_names(clone, names)
     clone.add_outputs([table[name].output(0) for name in dict.fromkeys(shown.values())])
     index: dict[str, int] = {}
     for position, output in enumerate(clone.outputs):
@@ -76,8 +83,6 @@ def faithful_probe(int8_model: ov.Model, names: list[str], sample: np.ndarray
     """The INT8 model compiled with the named ops' outputs exposed, (compiled, name -> index, names
     left out). Checked on `sample` against the model as it is: if its own outputs move, the names are
     tried in groups of like layers (their names without digits) and the groups that move it are left out."""
-    import re
-
     batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
     plain = compile_cpu(int8_model, hint="LATENCY")(batch)
     own = len(int8_model.outputs)
@@ -99,6 +104,8 @@ def faithful_probe(int8_model: ov.Model, names: list[str], sample: np.ndarray
     if not ok:  # should not happen: every group alone was faithful
         return compiled, {}, list(names)
     return compiled, index, [name for name in names if name not in kept]
+
+
 def _db(signal: float, noise: float) -> float:
     if noise == 0:
         return math.inf
@@ -111,6 +118,9 @@ def paired_outputs(float_model: ov.Model, int8_model: ov.Model, names: list[str]
     Names whose exposure would change the INT8 model (`faithful_probe`) are appended to `unmeasured`."""
     if len(inputs) == 0:
         return
+    # Both sides must be read at the same op (an INT8 graph could end a bias chain elsewhere).
+    float_shown, int8_shown = observed_names(float_model, names), observed_names(int8_model, names)
+    names = [n for n in names if n in float_shown and float_shown[n] == int8_shown.get(n)]
     compiled_int8, int8_index, refused = faithful_probe(int8_model, names, inputs[0])
     if unmeasured is not None:
         unmeasured.extend(refused)
