@@ -8,8 +8,8 @@ core, pinned; a candidate that crashes is reported, not fatal).
 
 Two rounds, because most of an NNCF run is statistics collection, which scales with the
 calibration samples: the first round quantizes every candidate on a spread-out subset of the
-calibration set (`SEARCH_CALIBRATION` samples); the second quantizes the finalists on the whole
-calibration set, side by side: the first round's best and either the combination of every knob
+calibration set (`SEARCH_CALIBRATION` samples) and ranks it on `SEARCH_RANKING` samples; the second
+quantizes the finalists on the whole calibration set and ranks them on the whole ranking subset: the first round's best and either the combination of every knob
 that beat the base or, without one, the runner-up. SmoothQuant, the first of NNCF's two
 statistics passes, runs once per search on the whole calibration set for all candidates with the
 base's alphas (`ptq.shared_smoothing`); candidates that differ only in range settings and
