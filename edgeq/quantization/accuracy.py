@@ -131,10 +131,10 @@ def evaluate(model: ov.Model, metric: str, inputs: np.ndarray, reference: np.nda
     from edgeq.compile import compile_cpu
 
     start = 0 if known is None else min(len(known), len(inputs))
-    outputs = run(compile_cpu(model), inputs[start:], len(inputs) - start) if start < len(inputs) else None
-    if known is not None:
-        outputs = known[:start] if outputs is None else np.concatenate([known[:start], outputs])
-    assert outputs is not None
+    parts = [known[:start]] if known is not None and start else []
+    if start < len(inputs):
+        parts.append(run(compile_cpu(model), inputs[start:], len(inputs) - start))
+    outputs = np.concatenate(parts)
     return outputs, float(per_sample(metric, outputs, reference, labels).mean())
 
 

@@ -54,14 +54,6 @@ class AttentionTally:
         return {name: float(np.mean(values)) for name, values in self.scores.items() if values}
 
 
-def attention_rank_correlation(float_model: ov.Model, int8_model: ov.Model, inputs: np.ndarray,
-                               max_rows: int = 256) -> dict[str, float]:
-    """Mean Spearman correlation of attention rows per Softmax layer, over `inputs` (N, ...)."""
-    tally = AttentionTally(softmax_layers(float_model, int8_model), max_rows)
-    run_tallies(float_model, int8_model, inputs, [tally])
-    return tally.result()
-
-
 def sqnr_and_attention(float_model: ov.Model, int8_model: ov.Model, layers: list[str],
                        inputs: np.ndarray) -> tuple[dict[str, float], dict[str, float], list[str]]:
     """Per-layer SQNR of `layers` and attention-map agreement, from one run of both models, and the

@@ -60,7 +60,7 @@ def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recip
 
 def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe,
                       ignored_with: dict[int, list[str]], cancelled: Callable[[], bool]) -> Callable[[int], Any]:
-    """size -> the model PTQ gives with that many layers reverted.
+    """size -> the model PTQ gives with that many layers reverted (each size is asked for once).
 
     The ignored scope changes neither SmoothQuant nor the range statistics: smooth once, then
     quantize every size from one statistics pass (`ptq.quantize_many`, a few seconds per extra
@@ -82,13 +82,9 @@ def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe
         (outcome,) = run_tasks([task], cancelled=cancelled)
         if outcome.ok:
             return read
-    done: set[int] = set()
 
     def quantize(size: int) -> Any:
-        if size not in done:
-            ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe, ignored_with[size],
-                                  cancelled, smoothed_xml=smoothed)
-            done.add(size)
-        return read(size)
+        return ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe, ignored_with[size],
+                                     cancelled, smoothed_xml=smoothed)
 
     return quantize

@@ -9,8 +9,9 @@ core, pinned; a candidate that crashes is reported, not fatal).
 Two rounds, because most of an NNCF run is statistics collection, which scales with the
 calibration samples: the first round quantizes every candidate on a spread-out subset of the
 calibration set (`SEARCH_CALIBRATION` samples) and ranks it on `SEARCH_RANKING` samples; the second
-quantizes the finalists on the whole calibration set and ranks them on the whole ranking subset: the first round's best and either the combination of every knob
-that beat the base or, without one, the runner-up. SmoothQuant, the first of NNCF's two
+quantizes the finalists on the whole calibration set and ranks them on the whole ranking subset:
+the first round's best and either the combination of every knob that beat the base or, without
+one, the runner-up. SmoothQuant, the first of NNCF's two
 statistics passes, runs once per search on the whole calibration set for all candidates with the
 base's alphas (`ptq.shared_smoothing`); candidates that differ only in range settings and
 ignored scope share the second pass too (`ptq.quantize_many`), and are scored in their own children.
@@ -117,11 +118,16 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def _spread(total: int, count: int) -> np.ndarray:
+    """Indices of `count` samples spread evenly over `total` (every k-th, first and last included)."""
+    return np.linspace(0, total - 1, min(count, total)).round().astype(np.int64)
+
+
 def _ranking_set(folder: Path, inputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None,
                  count: int) -> Path:
     """A folder the scoring children read: `count` ranking samples spread over the set, their FP32 outputs, labels."""
     folder.mkdir(parents=True, exist_ok=True)
-    chosen = np.linspace(0, len(inputs) - 1, min(count, len(inputs))).round().astype(np.int64)
+    chosen = _spread(len(inputs), count)
     np.save(folder / "inputs.npy", np.asarray(inputs[chosen]))
     np.save(folder / "reference.npy", reference[chosen])
     if labels is not None:
@@ -134,8 +140,7 @@ def spread_subset(calibration_npy: Path, count: int, target: Path) -> Path:
     calibration = np.load(calibration_npy, mmap_mode="r")
     if count >= len(calibration):
         return calibration_npy
-    chosen = np.linspace(0, len(calibration) - 1, count).round().astype(np.int64)
-    np.save(target, np.asarray(calibration[chosen]))
+    np.save(target, np.asarray(calibration[_spread(len(calibration), count)]))
     return target
 
 
@@ -156,11 +161,11 @@ class _Round:
     round it ran in and on how many calibration samples."""
 
     def __init__(self, float_model: Any, work: Path, float_xml: Path, metric: str, base: Recipe,
-                 workers: int, cancelled: Callable[[], bool]):
+                 workers: int, cancelled: Callable[[], bool], smoothed: tuple[Path | None, float]):
         self.float_model, self.work, self.float_xml = float_model, work, float_xml
         self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
         self.base_ignored = self.ignored(base)
-        self.smoothed: tuple[Path | None, float] = (None, 0.0)  # the shared SmoothQuant IR and its seconds
+        self.smoothed = smoothed  # the shared SmoothQuant IR (None: each candidate smooths itself) and its seconds
 
     def ignored(self, recipe: Recipe) -> list[str]:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
@@ -322,12 +327,12 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     on_subset = first_samples < full
     ranking = _ranking_set(work / "ranking", ranking_inputs, reference, labels, len(ranking_inputs))
     # A first round that only picks finalists ranks on fewer samples; its best is not kept.
-    first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels,
-                                 search_ranking if on_subset else len(ranking_inputs))
-    candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled)
+    first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels, search_ranking) \
+        if on_subset and search_ranking < len(ranking_inputs) else ranking
     # SmoothQuant once, on the whole calibration set, for both rounds: it is the first of NNCF's two
     # statistics passes and the same for every candidate with the base's alphas (26 s on ViT-S/14).
-    candidates.smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, base, cancelled)
+    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, base, cancelled)
+    candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled, smoothed)
     first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
                            first_samples, first_ranking, 1, SLOWEST_CANDIDATE)
     ranked = _ranked(first)
