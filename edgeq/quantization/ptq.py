@@ -135,6 +135,12 @@ def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
     return alphas if recipe.transformer and max(alphas.values()) >= 0 else None
 
 
+def smoothing_key(recipe: Recipe) -> str | None:
+    """What identifies a smoothed model: recipes with equal keys can quantize from the same one."""
+    alphas = smoothing_alphas(recipe)
+    return None if alphas is None else str(alphas)
+
+
 def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
     """NNCF's first PTQ step alone: SmoothQuant, with the alphas and subset size `recipe` gives it.
 
@@ -143,21 +149,35 @@ def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
     class, one step); `quantize` of the smoothed model with SmoothQuant off runs the rest of NNCF's
     pipeline and gives the model `quantize` of the float one would.
     """
-    from nncf.quantization.algorithms.pipeline import Pipeline
+    return smooth_many(model, calibration, [recipe])[0]
+
+
+def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
+    """`smooth` for several recipes (different alphas) from one statistics pass.
+
+    SmoothQuant's statistics (each channel's largest activation) do not depend on alpha, so, as in
+    `quantize_many`, one step per recipe with their statistic points merged gives each recipe its
+    own smoothed model for the cost of one pass.
+    """
+    from nncf.openvino.graph.nncf_graph_builder import GraphConverter
+    from nncf.quantization.algorithms.pipeline import Pipeline, collect_statistics
     from nncf.quantization.algorithms.smooth_quant.algorithm import SmoothQuant
 
     from edgeq._offline import quiet_nncf
+    from edgeq.errors import InternalError
 
-    alphas = smoothing_alphas(recipe)
-    if alphas is None:
-        from edgeq.errors import InternalError
-
+    alphas = [smoothing_alphas(recipe) for recipe in recipes]
+    if any(a is None for a in alphas):
         raise InternalError("smooth() called for a recipe without SmoothQuant")
     quiet_nncf()
     with dependency("NNCF SmoothQuant"):
-        step = SmoothQuant(recipe.subset_size, alpha_map=alphas)
-        smoothed = Pipeline([[step]]).run(model, calibration_dataset(calibration))
-    smoothed.set_rt_info(str(alphas), ["edgeq", "smooth_quant_alphas"])
+        graph = GraphConverter.create_nncf_graph(model)
+        pipelines = [Pipeline([[SmoothQuant(recipe.subset_size, alpha_map=a)]]) for recipe, a in zip(recipes, alphas)]
+        points = [pipeline.get_statistic_points_for_step(0, model, graph) for pipeline in pipelines]
+        statistics = collect_statistics(points, model, graph, calibration_dataset(calibration))
+        smoothed = [pipeline.run_step(0, statistics, model, graph) for pipeline in pipelines]
+    for result, a in zip(smoothed, alphas):
+        result.set_rt_info(str(a), ["edgeq", "smooth_quant_alphas"])
     return smoothed
 
 
@@ -205,10 +225,11 @@ def _quantize_many_files(workdir: str, model_xml: str, calibration_npy: str) -> 
 
 
 def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> smoothed.xml in `workdir`."""
+    """Child side: float IR + calibration .npy + params.json -> smoothed-<i>.xml in `workdir`, one per recipe."""
     params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
-    smoothed = smooth(model, calibration, Recipe.from_dict(params["recipe"]))
-    ov.save_model(smoothed, str(Path(workdir) / "smoothed.xml"), compress_to_fp16=False)
+    smoothed = smooth_many(model, calibration, [Recipe.from_dict(recipe) for recipe in params["recipes"]])
+    for index, result in enumerate(smoothed):
+        ov.save_model(result, str(Path(workdir) / f"smoothed-{index}.xml"), compress_to_fp16=False)
 
 
 def _task(name: str, target: Any, workdir: Path, params: dict[str, Any], model_xml: Path, calibration_npy: Path) -> Any:
@@ -241,25 +262,32 @@ def many_task(workdir: Path, name: str, members: list[tuple[Path, Recipe, list[s
     return _task(name, _quantize_many_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
 
 
-def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe) -> Any:
-    """An isolated.Task writing `workdir/smoothed.xml`: SmoothQuant once for several recipes."""
-    return _task("smoothing", _smooth_files, workdir, {"recipe": recipe.to_dict()}, float_xml, calibration_npy)
+def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe]) -> Any:
+    """An isolated.Task writing `workdir/smoothed-<i>.xml`: SmoothQuant once for several recipes."""
+    return _task("smoothing", _smooth_files, workdir, {"recipes": [recipe.to_dict() for recipe in recipes]},
+                 float_xml, calibration_npy)
 
 
-def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe,
-                     cancelled: Any = lambda: False) -> tuple[Path | None, float]:
-    """SmoothQuant once, on every core, for all recipes with `recipe`'s alphas: (smoothed IR, seconds).
+def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe],
+                     cancelled: Any = lambda: False) -> tuple[dict[str, Path], float]:
+    """SmoothQuant once, on every core, for all recipes with the alphas of one of `recipes`:
+    ({smoothing_key: smoothed IR}, seconds).
 
     One of the two statistics passes of each NNCF run, saved (the result is bit-identical to NNCF's
-    own pipeline: same outputs on the Fashion-MNIST ViT). (None, 0) if the recipe does not smooth or
-    the step failed: then every candidate smooths for itself, as nncf.quantize does.
+    own pipeline: same outputs on the Fashion-MNIST ViT), and one pass for every alpha asked for.
+    An empty mapping if no recipe smooths or the step failed: then every candidate smooths for
+    itself, as nncf.quantize does.
     """
     from edgeq.quantization.isolated import run_tasks
 
-    if smoothing_alphas(recipe) is None:
-        return None, 0.0
-    (outcome,) = run_tasks([smoothing_task(workdir, float_xml, calibration_npy, recipe)], cancelled=cancelled)
-    return (workdir / "smoothed.xml" if outcome.ok else None), round(outcome.seconds, 2)
+    distinct = {key: recipe for recipe in recipes if (key := smoothing_key(recipe)) is not None}
+    if not distinct:
+        return {}, 0.0
+    (outcome,) = run_tasks([smoothing_task(workdir, float_xml, calibration_npy, list(distinct.values()))],
+                           cancelled=cancelled)
+    if not outcome.ok:
+        return {}, round(outcome.seconds, 2)
+    return {key: workdir / f"smoothed-{index}.xml" for index, key in enumerate(distinct)}, round(outcome.seconds, 2)
 
 
 def quantize_isolated(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe, ignored: list[str],

@@ -1,6 +1,6 @@
 """`--auto`: try a small, bounded set of recipes, rank them on a subset, keep the best.
 
-Candidates differ in one knob each from the base recipe: SmoothQuant off, attention inputs kept in
+Candidates differ in one knob each from the base recipe: SmoothQuant off or at a lower alpha, attention inputs kept in
 float, the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
 (only where the target supports them), full bias correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in child processes (one per
@@ -12,9 +12,9 @@ calibration set (`SEARCH_CALIBRATION` samples) and ranks it on `SEARCH_RANKING` 
 quantizes the finalists on the whole calibration set and ranks them on the whole ranking subset:
 the first round's best and either the combination of every knob that beat the base or, without
 one, the runner-up. SmoothQuant, the first of NNCF's two
-statistics passes, runs once per search on the whole calibration set for all candidates with the
-base's alphas (`ptq.shared_smoothing`); candidates that differ only in range settings and
-ignored scope share the second pass too (`ptq.quantize_many`), and are scored in their own children.
+statistics passes, runs once per search on the whole calibration set, one pass for every alpha
+tried (`ptq.shared_smoothing`); candidates with the base's alphas that differ only in range settings
+and ignored scope share the second pass too (`ptq.quantize_many`), and are scored in their own children.
 The best second-round model is kept, so the winner is not quantized again. The fallback (if still
 needed) runs only on the winner.
 """
@@ -37,6 +37,10 @@ from edgeq.quantization.recipe import Recipe
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("base", {}),
     ("smoothquant-off", {"smooth_quant_alpha": -1.0}),
+    # NNCF's MatMul alpha 0.95 moves almost all of an outlier channel's range into the weights, and
+    # the weights' rounding then makes most of INT8's error (docs/accuracy.md, "Sixth session"):
+    # 0.85 gave a higher output cosine on ViT-S/14 and MiniLM, 0.75 and below a lower one on one of them.
+    ("smoothquant-0.85", {"smooth_quant_alpha": 0.85}),
     ("attention-float", {"rules_extra": ("attention",)}),
     # A classifier's last FC decides on small logit gaps: on the ViT-S/14 probe, keeping it in float
     # raised top-1 agreement from 92.75 to 94.25 %. Models without such a layer skip this candidate.
@@ -161,11 +165,12 @@ class _Round:
     round it ran in and on how many calibration samples."""
 
     def __init__(self, float_model: Any, work: Path, float_xml: Path, metric: str, base: Recipe,
-                 workers: int, cancelled: Callable[[], bool], smoothed: tuple[Path | None, float]):
+                 workers: int, cancelled: Callable[[], bool], smoothed: tuple[dict[str, Path], float]):
         self.float_model, self.work, self.float_xml = float_model, work, float_xml
         self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
         self.base_ignored = self.ignored(base)
-        self.smoothed = smoothed  # the shared SmoothQuant IR (None: each candidate smooths itself) and its seconds
+        # The shared SmoothQuant IRs by ptq.smoothing_key (a recipe without one smooths itself) and their seconds.
+        self.smoothed = smoothed
 
     def ignored(self, recipe: Recipe) -> list[str]:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
@@ -191,30 +196,30 @@ class _Round:
             rows.append(row)
         return planned, rows
 
-    def _smooths_as_base(self, recipe: Recipe) -> bool:
-        """Whether the recipe quantizes from the shared SmoothQuant IR."""
-        return self.smoothed[0] is not None and ptq.smoothing_alphas(recipe) == ptq.smoothing_alphas(self.base)
+    def _smoothed_ir(self, recipe: Recipe) -> Path | None:
+        """The shared SmoothQuant IR the recipe quantizes from; None: the float model (and its own SmoothQuant, if any)."""
+        key = ptq.smoothing_key(recipe)
+        return None if key is None else self.smoothed[0].get(key)
 
     def _alone(self, folder: Path, calibration_npy: Path, row: dict[str, Any], recipe: Recipe,
                ignored: list[str]) -> tuple[Any, list[dict[str, Any]]]:
         """A task quantizing one candidate with its own statistics pass."""
-        smoothed = self.smoothed[0] if self._smooths_as_base(recipe) else None
         return ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
-                            ignored, smoothed), [row]
+                            ignored, self._smoothed_ir(recipe)), [row]
 
     def quantize_tasks(self, planned: list[tuple[dict[str, Any], Recipe, list[str]]], folder: Path,
                        calibration_npy: Path) -> list[tuple[Any, list[dict[str, Any]]]]:
         """(task, the rows it quantizes): one task for all candidates that can share NNCF's statistics
-        pass (`ptq.quantize_many`: same input model, fast bias correction), one task for each other."""
-        smoothed, smoothing_s = self.smoothed
+        pass (`ptq.quantize_many`: the base's input model, fast bias correction), one task for each other."""
+        group_input = self._smoothed_ir(self.base)
         tasks: list[tuple[Any, list[dict[str, Any]]]] = []
         together: list[tuple[dict[str, Any], Recipe, list[str]]] = []
         for row, recipe, ignored in planned:
-            shares = self._smooths_as_base(recipe)
-            if shares:
-                row["shared_smoothquant_s"] = smoothing_s
-            as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if shares else recipe
-            if (shares or smoothed is None) and ptq.shares_statistics(as_run):
+            smoothed = self._smoothed_ir(recipe)
+            if smoothed is not None:
+                row["shared_smoothquant_s"] = self.smoothed[1]
+            as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if smoothed else recipe
+            if smoothed == group_input and ptq.shares_statistics(as_run):
                 together.append((row, recipe, ignored))
             else:
                 tasks.append(self._alone(folder, calibration_npy, row, recipe, ignored))
@@ -223,7 +228,7 @@ class _Round:
         elif together:
             members = [(folder / row["candidate"], recipe, ignored) for row, recipe, ignored in together]
             task = ptq.many_task(folder / "shared-statistics", "shared statistics", members, self.float_xml,
-                                 calibration_npy, smoothed)
+                                 calibration_npy, group_input)
             # Several candidates' work in one child: it sets the pace for the slow candidate (as one
             # candidate would, which is generous), and is not itself cut.
             tasks.append((dataclasses.replace(task, cut_if_slow=False), [row for row, _, _ in together]))
@@ -330,8 +335,10 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels, search_ranking) \
         if on_subset and search_ranking < len(ranking_inputs) else ranking
     # SmoothQuant once, on the whole calibration set, for both rounds: it is the first of NNCF's two
-    # statistics passes and the same for every candidate with the base's alphas (26 s on ViT-S/14).
-    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, base, cancelled)
+    # statistics passes and the same for every candidate with the same alphas (26 s on ViT-S/14);
+    # its statistics do not depend on alpha, so one pass serves every alpha the candidates try.
+    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy,
+                                    [base, *(_variant(base, overrides) for _, overrides in CANDIDATES)], cancelled)
     candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled, smoothed)
     first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
                            first_samples, first_ranking, 1, SLOWEST_CANDIDATE)

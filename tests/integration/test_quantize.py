@@ -237,21 +237,22 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
     first = [r for r in rows if r["round"] == 1]
-    assert [r["candidate"] for r in first] == ["base", "smoothquant-off", "attention-float", "head-float",
-                                               "range-minmax", "asymmetric-activations", "per-channel-activations",
-                                               "full-bias-correction"]
+    assert [r["candidate"] for r in first] == ["base", "smoothquant-off", "smoothquant-0.85", "attention-float",
+                                               "head-float", "range-minmax", "asymmetric-activations",
+                                               "per-channel-activations", "full-bias-correction"]
     assert {r["calibration"] for r in first} == {100}  # a spread-out half of the 200 calibration samples
     # OpenVINO's CPU plugin has no per-channel activation scales: the row says so instead of a score.
-    per_channel = first[6]
+    per_channel = first[7]
     assert per_channel["score"] is None and "per-tensor" in per_channel["skipped"]
     scored = [r for r in first if r["score"] is not None]
     assert len(scored) >= 6, rows
-    # SmoothQuant ran once for every candidate with the base's alphas; SmoothQuant off runs alone.
+    # SmoothQuant's statistics pass ran once for both alphas; SmoothQuant off has nothing to share.
     sharing = {r["candidate"] for r in first if r.get("shared_smoothquant_s")}
     assert sharing == {r["candidate"] for r in first if r["score"] is not None or "error" in r} - {"smoothquant-off"}
-    # Those with fast bias correction also share NNCF's second pass, the range statistics (one child).
+    # Those with the base's alphas and fast bias correction also share NNCF's second pass, the range
+    # statistics (one child).
     together = {r["candidate"] for r in first if r.get("shared_statistics")}
-    assert together == sharing - {"full-bias-correction"}
+    assert together == sharing - {"full-bias-correction", "smoothquant-0.85"}
     assert all(set(r["shared_statistics"]["with"]) == together - {r["candidate"]}
                for r in first if r.get("shared_statistics"))
     # Ties on the metric are broken by the output cosine to FP32 (agreement moves in steps of 1/N).

@@ -42,6 +42,26 @@ def test_shared_smoothing_gives_the_same_model_as_nncf_quantize(recipe: Recipe) 
     assert smoothed.get_rt_info(["edgeq", "smooth_quant_alphas"]).astype(str) == str(ptq.smoothing_alphas(recipe))
 
 
+def _float_constants(model: object) -> list[tuple[str, bytes]]:
+    return sorted((op.get_friendly_name(), op.get_data().tobytes()) for op in model.get_ops()  # type: ignore[attr-defined]
+                  if op.get_type_name() == "Constant" and op.get_output_element_type(0).is_real())
+
+
+def test_one_smoothquant_pass_for_several_alphas_gives_each_its_own_model() -> None:
+    model = load_model("timm:edgeq_vit_fmnist").model
+    inputs, _ = fmnist_arrays()
+    calibration = [inputs[i] for i in range(64)]
+    recipes = [Recipe(subset_size=64), Recipe(subset_size=64, smooth_quant_alpha=0.85)]
+
+    together = ptq.smooth_many(model, calibration, recipes)
+
+    for recipe, shared in zip(recipes, together):
+        assert _float_constants(shared) == _float_constants(ptq.smooth(model, calibration, recipe))
+        assert shared.get_rt_info(["edgeq", "smooth_quant_alphas"]).astype(str) == str(ptq.smoothing_alphas(recipe))
+    # Different alphas scale the weights differently (smoothing is exact in float: outputs cannot tell).
+    assert _float_constants(together[0]) != _float_constants(together[1])
+
+
 def test_a_recipe_without_smoothquant_shares_nothing() -> None:
     assert ptq.smoothing_alphas(Recipe(smooth_quant_alpha=-1.0)) is None
     assert ptq.smoothing_alphas(Recipe(transformer=False)) is None
