@@ -73,8 +73,10 @@ def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe
     def read(size: int) -> Any:
         return ov.Core().read_model(str(work / f"revert-{size}" / "int8.xml"))
 
-    smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, [recipe], cancelled)[0].get(
-        ptq.smoothing_key(recipe) or "") if len(ignored_with) > 1 else None
+    smoothed = None
+    if len(ignored_with) > 1:
+        irs, _ = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, [recipe], cancelled)
+        smoothed = next(iter(irs.values()), None)  # the recipe's one smoothed IR, if it smooths
     as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if smoothed else recipe
     if len(ignored_with) > 1 and ptq.shares_statistics(as_run):
         members = [(work / f"revert-{size}", recipe, names) for size, names in ignored_with.items()]
