@@ -56,12 +56,14 @@ RECIPES = {
 }
 
 
+@dataclasses.dataclass
 class Case:
     """A float model, its calibration samples, evaluation samples and how agreement is scored."""
 
-    def __init__(self, model: ov.Model, calibration: np.ndarray, evaluation: np.ndarray,
-                 agreement: Callable[[np.ndarray, np.ndarray], dict[str, float]]):
-        self.model, self.calibration, self.evaluation, self.agreement = model, calibration, evaluation, agreement
+    model: ov.Model
+    calibration: np.ndarray
+    evaluation: np.ndarray
+    agreement: Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
 def vits14_case(args: argparse.Namespace, work: Path) -> Case:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,11 @@ def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
     return alphas if recipe.transformer and max(alphas.values()) >= 0 else None
 
 
+def from_smoothed(recipe: Recipe) -> Recipe:
+    """The recipe NNCF runs on a model `smooth` already smoothed for it: the same, SmoothQuant off."""
+    return dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
+
+
 def smoothing_key(recipe: Recipe) -> str | None:
     """What identifies a smoothed model: recipes with equal keys can quantize from the same one."""
     alphas = smoothing_alphas(recipe)
@@ -196,12 +202,10 @@ def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
 
     With "smoothed" in params, `float_xml` is already smoothed (`smooth`): SmoothQuant is not run again.
     """
-    import dataclasses
-
     params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
     recipe = Recipe.from_dict(params["recipe"])
     if params.get("smoothed"):
-        recipe = dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
+        recipe = from_smoothed(recipe)
     int8 = quantize(model, calibration, recipe, params["ignored"])
     ov.save_model(int8, str(Path(workdir) / "int8.xml"), compress_to_fp16=False)
 
@@ -209,13 +213,12 @@ def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
 def _quantize_many_files(workdir: str, model_xml: str, calibration_npy: str) -> None:
     """Child side of `many_task`: one statistics pass, an int8.xml in each member's directory,
     the pass's and each member's seconds in `workdir/timings.json`."""
-    import dataclasses
     import json
 
     params, model, calibration = _child_inputs(workdir, model_xml, calibration_npy)
     recipes = [Recipe.from_dict(member["recipe"]) for member in params["members"]]
     if params.get("smoothed"):
-        recipes = [dataclasses.replace(recipe, smooth_quant_alpha=-1.0) for recipe in recipes]
+        recipes = [from_smoothed(recipe) for recipe in recipes]
     timings: dict[str, Any] = {}
     quantized = quantize_many(model, calibration, [(recipe, member["ignored"])
                                                    for recipe, member in zip(recipes, params["members"])], timings)

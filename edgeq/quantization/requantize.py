@@ -11,7 +11,6 @@ budget is met; the best model seen is kept.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,13 +76,12 @@ def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe
     if len(ignored_with) > 1:
         irs, _ = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy, [recipe], cancelled)
         smoothed = next(iter(irs.values()), None)  # the recipe's one smoothed IR, if it smooths
-    as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if smoothed else recipe
-    if len(ignored_with) > 1 and ptq.shares_statistics(as_run):
-        members = [(work / f"revert-{size}", recipe, names) for size, names in ignored_with.items()]
-        task = ptq.many_task(work / "shared-statistics", "requantize", members, float_xml, calibration_npy, smoothed)
-        (outcome,) = run_tasks([task], cancelled=cancelled)
-        if outcome.ok:
-            return read
+        if ptq.shares_statistics(ptq.from_smoothed(recipe) if smoothed else recipe):
+            members = [(work / f"revert-{size}", recipe, names) for size, names in ignored_with.items()]
+            task = ptq.many_task(work / "shared-statistics", "requantize", members, float_xml, calibration_npy, smoothed)
+            (outcome,) = run_tasks([task], cancelled=cancelled)
+            if outcome.ok:
+                return read
 
     def quantize(size: int) -> Any:
         return ptq.quantize_isolated(work / f"revert-{size}", float_xml, calibration_npy, recipe, ignored_with[size],

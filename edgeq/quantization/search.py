@@ -171,7 +171,7 @@ class _Round:
         self.metric, self.base, self.workers, self.cancelled = metric, base, workers, cancelled
         self.base_ignored = self.ignored(base)
         # The shared SmoothQuant IRs by ptq.smoothing_key (a recipe without one smooths itself) and their seconds.
-        self.smoothed = smoothed
+        self.smoothed_irs, self.smoothing_s = smoothed
 
     def ignored(self, recipe: Recipe) -> list[str]:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
@@ -200,7 +200,7 @@ class _Round:
     def _smoothed_ir(self, recipe: Recipe) -> Path | None:
         """The shared SmoothQuant IR the recipe quantizes from; None: the float model (and its own SmoothQuant, if any)."""
         key = ptq.smoothing_key(recipe)
-        return None if key is None else self.smoothed[0].get(key)
+        return None if key is None else self.smoothed_irs.get(key)
 
     def _alone(self, folder: Path, calibration_npy: Path, row: dict[str, Any], recipe: Recipe,
                ignored: list[str]) -> tuple[Any, list[dict[str, Any]]]:
@@ -218,9 +218,8 @@ class _Round:
         for row, recipe, ignored in planned:
             smoothed = self._smoothed_ir(recipe)
             if smoothed is not None:
-                row["shared_smoothquant_s"] = self.smoothed[1]
-            as_run = dataclasses.replace(recipe, smooth_quant_alpha=-1.0) if smoothed else recipe
-            if smoothed == group_input and ptq.shares_statistics(as_run):
+                row["shared_smoothquant_s"] = self.smoothing_s
+            if smoothed == group_input and ptq.shares_statistics(ptq.from_smoothed(recipe) if smoothed else recipe):
                 together.append((row, recipe, ignored))
             else:
                 tasks.append(self._alone(folder, calibration_npy, row, recipe, ignored))
