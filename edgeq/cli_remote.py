@@ -11,41 +11,9 @@ from pathlib import Path
 from typing import Any
 
 
-SERVE_OPTIONS = ("store", "host", "port", "metrics_port", "keep_versions", "max_batch_size", "max_message_bytes",
-                 "max_queued_jobs", "tls_cert", "tls_key", "tls_client_ca", "token_file", "require_infer_token",
-                 "insecure", "state_dir", "inference_threads", "num_streams", "performance_hint")
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", type=Path, help="model store directory (EDGEQ_STORE)")
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="gRPC port (default 8001; 0 picks a free one)")
-    parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (default: off)")
-    parser.add_argument("--keep-versions", type=int, help="latest N versions of each model stay loaded")
-    parser.add_argument("--max-batch-size", type=int)
-    parser.add_argument("--max-message-bytes", type=int)
-    parser.add_argument("--max-queued-jobs", type=int)
-    parser.add_argument("--inference-threads", type=int, help="OpenVINO threads (default: all cores)")
-    parser.add_argument("--performance-hint", choices=["THROUGHPUT", "LATENCY"],
-                        help="OpenVINO hint: THROUGHPUT (default, many requests) or LATENCY (one request, all cores)")
-    parser.add_argument("--num-streams", help="OpenVINO NUM_STREAMS (default: chosen by the throughput hint)")
-    parser.add_argument("--state-dir", type=Path, help="jobs database and uploads (default: the store)")
-    parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain (EDGEQ_TLS_CERT)")
-    parser.add_argument("--tls-key", type=Path, help="PEM private key (EDGEQ_TLS_KEY)")
-    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
-    parser.add_argument("--token-file", type=Path, help="'<manage|infer> <token>' per line; management RPCs need one")
-    parser.add_argument("--require-infer-token", action="store_true", default=None,
-                        help="inference needs a token too")
-    parser.add_argument("--insecure", action="store_true", default=None,
-                        help="allow a non-loopback address without TLS or tokens")
-
-
-def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in SERVE_OPTIONS if getattr(args, k, None) is not None}
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from edgeq_server.app import serve_forever
+    from edgeq_server.config import options_from_args
 
     serve_forever(**options_from_args(args))
     return 0
@@ -212,7 +180,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def add_remote_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gRPC server (KServe v2 inference + edgeq management)")
-    add_serve_arguments(serve)
+    from edgeq_server.config import add_arguments  # imports no gRPC
+
+    add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     submit = commands.add_parser("submit", help="upload a model and data to a server and quantize there")

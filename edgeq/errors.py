@@ -9,6 +9,7 @@
     ├── Cancelled            the job was cancelled
     ├── DeadlineExceeded     a time budget ran out
     ├── Unimplemented        this install cannot do that (e.g. serve-only, no quantization extra)
+    ├── Unavailable          not now, retry: the server is stopping or the model version unloading
     └── InternalError        a bug or a crash of a dependency (OpenVINO, NNCF) we could not classify
 
 Adapters translate OpenVINO/NNCF/torch errors into this tree at the boundary; the gRPC
@@ -51,6 +52,10 @@ class DeadlineExceeded(EdgeqError):
 
 
 class Unimplemented(EdgeqError):
+    pass
+
+
+class Unavailable(EdgeqError):
     pass
 
 

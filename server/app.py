@@ -9,10 +9,8 @@ import argparse
 import asyncio
 import importlib.util
 import logging
-import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,10 @@ from edgeq.artifacts import ArtifactStore, sweep_partial_uploads
 from edgeq.errors import InvalidArgument
 from edgeq.jobs.db import FINAL_STATES, JobDB
 from edgeq.jobs.runner import JobRunner
-from edgeq.runtime.registry import ModelRegistry, RuntimeConfig
+from edgeq.runtime.registry import ModelRegistry
 from edgeq.store import ModelStore
 from edgeq_server.auth import TokenAuth, TokenTable
+from edgeq_server.config import ServerConfig, add_arguments, options_from_args
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2, edgeq_pb2_grpc
 from edgeq_server.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edgeq_server.inference import InferenceServicer
@@ -38,86 +37,6 @@ from edgeq_server.metrics import ServerMetrics
 
 log = logging.getLogger("edgeq.server")
 QUANTIZE_MODULES = ("nncf", "torch", "timm")
-
-
-@dataclass
-class ServerConfig:
-    """Server settings; from flags, or from EDGEQ_* environment variables (`from_env`)."""
-
-    store: Path = Path("store")
-    host: str = "127.0.0.1"
-    port: int = 8001
-    metrics_port: int | None = None  # None: no metrics endpoint; 0: a free port
-    max_message_bytes: int = 64 * 2**20
-    max_upload_bytes: int = 2 * 2**30
-    max_batch_size: int = 64
-    keep_versions: int = 1
-    max_queued_jobs: int = 16
-    refresh_seconds: float = 1.0
-    grace_seconds: float = 10.0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None  # set: clients must present a certificate it signed (mTLS)
-    token_file: Path | None = None
-    require_infer_token: bool = False
-    insecure: bool = False  # allow a non-loopback address without TLS or tokens
-    inference_threads: int | None = None  # OpenVINO threads per model; set from the container's CPU limit
-    num_streams: str | None = None  # OpenVINO NUM_STREAMS; default: the throughput hint decides
-    performance_hint: str = "THROUGHPUT"  # or LATENCY: every core on one request, for concurrency 1
-    state_dir: Path | None = None  # jobs database and uploads; default: the store (lets the store be read-only)
-
-    def __post_init__(self) -> None:
-        self.store = Path(self.store)
-        self.state_dir = Path(self.state_dir) if self.state_dir else self.store
-        if not 0 <= self.port < 65536 or not 0 <= (self.metrics_port or 0) < 65536:
-            raise InvalidArgument("ports must be in 0..65535")
-        if self.max_message_bytes < 1 << 20:
-            raise InvalidArgument("max message size must be at least 1 MiB")
-        self.performance_hint = self.performance_hint.upper()
-        if self.performance_hint not in ("THROUGHPUT", "LATENCY"):
-            raise InvalidArgument(f"performance hint must be THROUGHPUT or LATENCY, not {self.performance_hint!r}")
-        if self.keep_versions < 1 or self.max_batch_size < 1 or self.max_queued_jobs < 1:
-            raise InvalidArgument("keep_versions, max_batch_size and max_queued_jobs must be positive")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
-        if self.tls_client_ca and not self.tls_cert:
-            raise InvalidArgument("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
-        if self.require_infer_token and not self.token_file:
-            raise InvalidArgument("--require-infer-token needs --token-file")
-        if not _is_loopback(self.host) and not (self.tls_cert or self.token_file) and not self.insecure:
-            raise InvalidArgument(
-                f"refusing to listen on {self.host} without TLS or tokens: anyone on the network could upload "
-                "models, run jobs and delete versions. Give --tls-cert/--tls-key and/or --token-file, or --insecure "
-                "if this network is trusted")
-
-    @classmethod
-    def from_env(cls, prefix: str = "EDGEQ_", **overrides: Any) -> "ServerConfig":
-        """Settings from EDGEQ_<FIELD> variables; explicit `overrides` (flags) win."""
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            raw = os.environ.get(prefix + item.name.upper())
-            if raw is not None:
-                hint = str(item.type)
-                convert: Any = (Path if "Path" in hint else _flag if "bool" in hint else int if "int" in hint
-                                else float if "float" in hint else str)
-                values[item.name] = convert(raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-
-def _flag(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -147,9 +66,7 @@ class EdgeqServer:
         self.artifacts = ArtifactStore(config.state_dir, config.max_upload_bytes)
         sweep_partial_uploads(self.artifacts)
         self.jobs = JobDB(config.state_dir / ".jobs.sqlite", config.max_queued_jobs)
-        self.registry = ModelRegistry(self.store, RuntimeConfig(config.max_batch_size, config.keep_versions,
-                                                                config.num_streams, config.inference_threads,
-                                                                config.performance_hint))
+        self.registry = ModelRegistry(self.store, config.runtime_config())
         self.metrics = ServerMetrics()
         self.metrics.watch(lambda: len(self.registry.all_loaded()), lambda: self.registry.inflight, self.jobs.count,
                            ("QUEUED", "RUNNING", *FINAL_STATES))
@@ -261,10 +178,8 @@ def serve_forever(**options: Any) -> None:
 
 
 def main() -> None:
-    from edgeq.cli_remote import add_serve_arguments, options_from_args
-
     parser = argparse.ArgumentParser(description="edgeq gRPC server")
-    add_serve_arguments(parser)
+    add_arguments(parser)
     serve_forever(**options_from_args(parser.parse_args()))
 
 

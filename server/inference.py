@@ -10,6 +10,7 @@ import numpy as np
 
 import edgeq
 from edgeq.errors import EdgeqError, FailedPrecondition, InvalidArgument, NotFound
+from edgeq.runtime.engine import BatchingPolicy
 from edgeq.runtime.registry import LoadedVersion, ModelRegistry
 from edgeq.runtime.tensors import CONTENTS_FIELD, from_raw, from_typed
 from edgeq_server.errors import status_of
@@ -43,6 +44,14 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
 
 def _metadata_tensors(specs: list[Any]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
     return [pb.ModelMetadataResponse.TensorMetadata(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in specs]
+
+
+def _dynamic_batching(policy: BatchingPolicy) -> config_pb.ModelDynamicBatching | None:
+    """Triton's field for what the engine does: merging callers, and how long a batch may wait."""
+    if not policy.merges:
+        return None
+    return config_pb.ModelDynamicBatching(preferred_batch_size=list(policy.preferred_sizes),
+                                          max_queue_delay_microseconds=policy.delay_us)
 
 
 def _config_type(datatype: str) -> int:
@@ -84,6 +93,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name=target.name, platform=PLATFORM, backend="openvino", max_batch_size=self.registry.config.max_batch_size,
             version_policy=config_pb.ModelVersionPolicy(
                 latest=config_pb.ModelVersionPolicy.Latest(num_versions=self.registry.config.keep_versions)),
+            dynamic_batching=_dynamic_batching(self.registry.config.batching),
+            parameters={key: config_pb.ModelParameter(string_value=value) for key, value in target.properties.items()},
             input=[config_pb.ModelInput(name=s.name, data_type=_config_type(s.datatype), dims=list(s.shape[1:]))
                    for s in target.inputs],
             output=[config_pb.ModelOutput(name=s.name, data_type=_config_type(s.datatype), dims=list(s.shape[1:]))
@@ -142,7 +153,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                     queue=pb.StatisticDuration(count=s.queue.count, ns=s.queue.ns),
                     compute_input=pb.StatisticDuration(count=s.compute_infer.count, ns=0),
                     compute_infer=pb.StatisticDuration(count=s.compute_infer.count, ns=s.compute_infer.ns),
-                    compute_output=pb.StatisticDuration(count=s.compute_infer.count, ns=0)))
+                    compute_output=pb.StatisticDuration(count=s.compute_infer.count, ns=0)),
+                batch_stats=[pb.InferBatchStatistics(
+                    batch_size=rows, compute_input=pb.StatisticDuration(count=d.count),
+                    compute_infer=pb.StatisticDuration(count=d.count, ns=d.ns),
+                    compute_output=pb.StatisticDuration(count=d.count)) for rows, d in sorted(s.batches.items())])
         return response
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest,

@@ -1,9 +1,8 @@
 """Loaded model versions: load, infer, hot-swap to new versions, unload.
 
-Inference runs on OpenVINO's AsyncInferQueue. A semaphore sized to the queue guarantees an idle
-infer request before `start_async`, so the asyncio event loop never blocks; the completion
-callback (an OpenVINO thread) hands the outputs back with `call_soon_threadsafe`. A request holds
-a reference to the version it started on, so unloading or swapping never drops it.
+Each loaded version has its own `InferenceEngine` (queue, dynamic batching, OpenVINO's
+AsyncInferQueue). A request holds a reference to the version it started on, so unloading or
+swapping never drops it.
 """
 
 from __future__ import annotations
@@ -18,11 +17,17 @@ import numpy as np
 
 from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgeq.names import check_model_name
+from edgeq.runtime.cpu import usable_cores
+from edgeq.runtime.engine import BatchingPolicy, InferenceEngine
 from edgeq.runtime.stats import VersionStats
 from edgeq.runtime.tensors import datatype_of
 from edgeq.store import ModelStore, VersionInfo
 
 log = logging.getLogger("edgeq.runtime")
+
+
+RUNTIME_PROPERTIES = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING",
+                      "INFERENCE_PRECISION_HINT")
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,27 @@ class TensorSpec:
 
 @dataclass
 class RuntimeConfig:
-    max_batch_size: int = 64
+    max_batch_size: int = 64  # rows one request may carry
     keep_versions: int = 1  # latest N versions of each model stay loaded
-    num_streams: str | None = None  # OpenVINO NUM_STREAMS; None: the throughput hint decides
-    inference_threads: int | None = None
+    num_streams: str | None = None  # OpenVINO NUM_STREAMS; None: the performance hint decides
+    inference_threads: int | None = None  # None: the cores the CPU quota allows (edgeq.runtime.cpu)
     performance_hint: str = "THROUGHPUT"  # LATENCY: one request uses every core (best at concurrency 1)
+    batching: BatchingPolicy = field(default_factory=BatchingPolicy)
+    cpu_pinning: bool | None = None  # OpenVINO ENABLE_CPU_PINNING; None: OpenVINO decides
+
+    def compile_properties(self) -> dict[str, Any]:
+        """OpenVINO properties besides the hint: threads from the CPU quota, never the host's cores."""
+        import os
+
+        properties: dict[str, Any] = {}
+        threads = self.inference_threads or usable_cores()
+        if self.inference_threads or threads < (os.cpu_count() or threads):
+            properties["INFERENCE_NUM_THREADS"] = threads
+        if self.num_streams:
+            properties["NUM_STREAMS"] = self.num_streams
+        if self.cpu_pinning is not None:
+            properties["ENABLE_CPU_PINNING"] = self.cpu_pinning
+        return properties
 
 
 @dataclass
@@ -46,12 +67,12 @@ class LoadedVersion:
     name: str
     version: int
     compiled: Any  # openvino.CompiledModel
-    queue: Any  # openvino.AsyncInferQueue
-    slots: asyncio.Semaphore
+    engine: InferenceEngine
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     report: dict[str, Any]
     stats: VersionStats = field(default_factory=VersionStats)
+    properties: dict[str, str] = field(default_factory=dict)  # what OpenVINO runs it with (ModelConfig parameters)
 
     def check_inputs(self, arrays: dict[str, np.ndarray], max_batch: int) -> int:
         """Validate names, dtypes and shapes; return the batch size."""
@@ -80,6 +101,11 @@ class LoadedVersion:
         return batch
 
 
+def _text(value: Any) -> str:
+    """An OpenVINO property as text: element types by their name (bf16), the rest as str() gives it."""
+    return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
+
+
 def _tensor_specs(ports: Any) -> list[TensorSpec]:
     specs = []
     for port in ports:
@@ -100,30 +126,27 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- loading
-    def _compile(self, info: VersionInfo) -> tuple[Any, Any]:
-        import openvino as ov
-
+    def _compile(self, info: VersionInfo) -> Any:
         from edgeq.compile import compile_cpu
 
-        extra: dict[str, Any] = {}
-        if self.config.num_streams:
-            extra["NUM_STREAMS"] = self.config.num_streams
-        if self.config.inference_threads:
-            extra["INFERENCE_NUM_THREADS"] = self.config.inference_threads
-        compiled = compile_cpu(str(info.xml), hint=self.config.performance_hint, extra=extra)
-        return compiled, ov.AsyncInferQueue(compiled)
+        return compile_cpu(str(info.xml), hint=self.config.performance_hint, extra=self.config.compile_properties())
 
     async def _load(self, info: VersionInfo) -> LoadedVersion:
         key = (info.name, info.version)
         self.loading.add(key)
         try:
-            compiled, queue = await asyncio.to_thread(self._compile, info)
+            compiled = await asyncio.to_thread(self._compile, info)
         finally:
             self.loading.discard(key)
-        queue.set_callback(_dispatch)
-        loaded = LoadedVersion(info.name, info.version, compiled, queue, asyncio.Semaphore(len(queue)),
-                               _tensor_specs(compiled.inputs), _tensor_specs(compiled.outputs), info.report())
-        log.info("loaded %s version %d (%d infer requests)", info.name, info.version, len(queue))
+        outputs = _tensor_specs(compiled.outputs)
+        stats = VersionStats()
+        engine = InferenceEngine(compiled, len(outputs), self.config.batching, stats)
+        properties = {key: _text(compiled.get_property(key)) for key in RUNTIME_PROPERTIES}
+        properties["infer_requests"] = str(engine.slots)
+        loaded = LoadedVersion(info.name, info.version, compiled, engine, _tensor_specs(compiled.inputs), outputs,
+                               info.report(), stats, properties)
+        log.info("loaded %s version %d (%s)", info.name, info.version,
+                 ", ".join(f"{k}={v}" for k, v in properties.items()))
         return loaded
 
     async def refresh(self) -> None:
@@ -214,47 +237,13 @@ class ModelRegistry:
     async def infer(self, target: LoadedVersion, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run one request; outputs in the model's output order."""
         started = time.perf_counter_ns()
+        self.inflight += 1
         try:
-            batch = target.check_inputs(arrays, self.config.max_batch_size)
+            rows = target.check_inputs(arrays, self.config.max_batch_size)
+            ordered = {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in target.inputs}
+            return await target.engine.infer(ordered, rows)
         except InvalidArgument:
             target.stats.record_failure(time.perf_counter_ns() - started)
             raise
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[np.ndarray]] = loop.create_future()
-        self.inflight += 1
-        await target.slots.acquire()
-        queued = time.perf_counter_ns()
-        try:
-            def done(request: Any) -> None:  # runs on an OpenVINO thread
-                try:
-                    outputs = [request.get_output_tensor(i).data.copy() for i in range(len(target.outputs))]
-                    loop.call_soon_threadsafe(_resolve, future, outputs, None)
-                except Exception as error:  # noqa: BLE001 - hand any failure to the awaiting coroutine
-                    loop.call_soon_threadsafe(_resolve, future, None, error)
-
-            ordered = {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in target.inputs}
-            target.queue.start_async(ordered, done)
-            outputs = await future
-        except Exception:
-            target.stats.record_failure(time.perf_counter_ns() - started)
-            raise
         finally:
-            target.slots.release()
             self.inflight -= 1
-        finished = time.perf_counter_ns()
-        target.stats.record_success(batch, queued - started, finished - queued, finished - started)
-        return outputs
-
-
-def _resolve(future: asyncio.Future, outputs: Any, error: BaseException | None) -> None:  # type: ignore[type-arg]
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(outputs)
-
-
-def _dispatch(request: Any, done: Any) -> None:
-    """The one AsyncInferQueue callback: each request carries its own completion as userdata."""
-    done(request)

@@ -26,16 +26,23 @@ class VersionStats:
     inference_count: int = 0  # samples (batch elements)
     execution_count: int = 0  # model executions
     last_inference_ms: int = 0
+    batches: dict[int, Duration] = field(default_factory=dict)  # OpenVINO calls and their time, by rows merged
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record_success(self, batch: int, queue_ns: int, compute_ns: int, total_ns: int) -> None:
+    def record_success(self, rows: int, queue_ns: int, compute_ns: int, total_ns: int) -> None:
+        """One caller answered: `rows` samples, after `queue_ns` waiting and `compute_ns` in OpenVINO."""
         with self._lock:
             self.success.add(total_ns)
             self.queue.add(queue_ns)
             self.compute_infer.add(compute_ns)
-            self.inference_count += batch
-            self.execution_count += 1
+            self.inference_count += rows
             self.last_inference_ms = int(time.time() * 1000)
+
+    def record_execution(self, rows: int, compute_ns: int) -> None:
+        """One OpenVINO call, which may have merged several callers' rows."""
+        with self._lock:
+            self.execution_count += 1
+            self.batches.setdefault(rows, Duration()).add(compute_ns)
 
     def record_failure(self, total_ns: int) -> None:
         with self._lock:

@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    def __init__(self, store: Path, *extra: str):
+    def __init__(self, store: Path, *extra: str, launcher: tuple[str, ...] = ()):
         self.store = store
         self.extra = extra
+        self.launcher = launcher  # e.g. ("taskset", "-c", "0") to confine the server
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.metrics_port = 0
@@ -33,7 +34,7 @@ class ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log, "a")
         try:
-            launched = launch([sys.executable, "-m", "edgeq.cli", "serve", "--store", str(self.store), "--port", "0",
+            launched = launch([*self.launcher, sys.executable, "-m", "edgeq.cli", "serve", "--store", str(self.store), "--port", "0",
                                *self.extra], stderr=log, cwd=ROOT, env=env)
         except RuntimeError as error:
             raise RuntimeError(f"{error}: {self.log.read_text()[-3000:]}") from None

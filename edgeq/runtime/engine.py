@@ -1,0 +1,206 @@
+"""One loaded model version's inference: a queue of callers, merged into OpenVINO batches.
+
+Callers queue; whenever one of OpenVINO's infer requests is idle, the queued rows are merged
+into one batch (up to `max_batch_size` rows, only callers whose inputs agree on every dimension but
+the batch) and started with `start_async`. So at low load a request starts at once, alone, and
+under load the requests that arrived while the CPU was busy run together, which costs each fewer
+per-call overheads. `delay_us` > 0 additionally holds a batch back until it reaches a preferred size
+or the oldest caller has waited that long (Triton's `max_queue_delay_microseconds`).
+
+A slot (an idle infer request) is counted free only when OpenVINO's completion callback has run
+for it, never when a caller gives up: a cancelled caller's rows may still be computing, and
+`start_async` on a queue with no idle request would block the event loop. A caller cancelled while
+still queued is dropped before it reaches OpenVINO.
+
+The completion callback runs on an OpenVINO thread: it copies the outputs out of the request's
+buffers (the request is reused at once) and hands the batch to the event loop with one
+`call_soon_threadsafe`, where each caller gets a view of its own rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import ResourceExhausted, Unavailable
+from edgeq.runtime.stats import VersionStats
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """How callers are merged into OpenVINO calls (shown in ModelConfig's `dynamic_batching`)."""
+
+    max_batch_size: int = 64  # rows in one OpenVINO call; 1 turns merging off
+    delay_us: int = 0  # how long a batch smaller than the preferred sizes may wait for more rows
+    preferred_sizes: tuple[int, ...] = ()
+    max_queue: int = 256  # callers waiting per model version; beyond it RESOURCE_EXHAUSTED
+
+    @property
+    def merges(self) -> bool:
+        return self.max_batch_size > 1
+
+
+@dataclass(eq=False)
+class _Caller:
+    arrays: dict[str, np.ndarray]  # in the model's input order
+    rows: int
+    future: asyncio.Future[list[np.ndarray]]
+    queued_ns: int = field(default_factory=time.perf_counter_ns)
+
+    def shape_key(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(a.shape[1:] for a in self.arrays.values())
+
+
+@dataclass(eq=False)
+class _Batch:
+    callers: list[_Caller]
+    inputs: list[np.ndarray] = field(default_factory=list)  # what OpenVINO reads: kept alive until the callback
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+class InferenceEngine:
+    """Owns one compiled model's AsyncInferQueue; `infer` is called on the event loop only."""
+
+    def __init__(self, compiled: Any, output_count: int, policy: BatchingPolicy, stats: VersionStats,
+                 requests: int = 0):
+        import openvino as ov
+
+        self.queue = ov.AsyncInferQueue(compiled, requests) if requests else ov.AsyncInferQueue(compiled)
+        self.queue.set_callback(self._completed)
+        self.slots = len(self.queue)
+        self.idle = self.slots
+        self.output_count = output_count
+        self.policy = policy
+        self.stats = stats
+        self.waiting: deque[_Caller] = deque()
+        self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def running(self) -> int:
+        """Infer requests OpenVINO is computing (including ones whose callers gave up)."""
+        return self.slots - self.idle
+
+    async def infer(self, arrays: dict[str, np.ndarray], rows: int) -> list[np.ndarray]:
+        """Queue one caller's inputs (validated, model input order) and wait for its outputs."""
+        if self.closed:
+            raise Unavailable("the model version is being unloaded; retry")
+        if len(self.waiting) >= self.policy.max_queue:
+            raise ResourceExhausted(f"{len(self.waiting)} requests are already queued for this model "
+                                    f"(the limit is {self.policy.max_queue}); retry later")
+        self._loop = self._loop or asyncio.get_running_loop()
+        caller = _Caller(arrays, rows, self._loop.create_future())
+        self.waiting.append(caller)
+        self._pump()
+        return await caller.future
+
+    def close(self) -> None:
+        """Refuse new callers; queued and running ones still finish."""
+        self.closed = True
+
+    # ------------------------------------------------------------------ on the event loop
+    def _pump(self) -> None:
+        while self.idle and self.waiting:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self.idle -= 1
+            self._start(batch)
+
+    def _take_batch(self) -> _Batch | None:
+        while self.waiting and self.waiting[0].future.done():  # cancelled while queued: never computed
+            self.waiting.popleft()
+        if not self.waiting:
+            return None
+        first = self.waiting[0]
+        limit = self.policy.max_batch_size
+        key = first.shape_key()
+        chosen, rows = [], 0
+        for caller in self.waiting:
+            if caller.future.done() or caller.shape_key() != key:
+                continue
+            if rows + caller.rows > limit and chosen:
+                break
+            chosen.append(caller)
+            rows += caller.rows
+            if not self.policy.merges:
+                break
+        if self._should_wait(rows, first):
+            return None
+        for caller in chosen:
+            self.waiting.remove(caller)
+        return _Batch(chosen)
+
+    def _should_wait(self, rows: int, oldest: _Caller) -> bool:
+        policy = self.policy
+        if policy.delay_us <= 0 or not policy.merges or rows >= policy.max_batch_size:
+            return False
+        if policy.preferred_sizes and rows in policy.preferred_sizes:
+            return False
+        remaining = policy.delay_us * 1000 - (time.perf_counter_ns() - oldest.queued_ns)
+        if remaining <= 0:
+            return False
+        if self._timer is None:
+            assert self._loop is not None
+            self._timer = self._loop.call_later(remaining / 1e9, self._timer_fired)
+        return True
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _start(self, batch: _Batch) -> None:
+        callers = batch.callers
+        if len(callers) == 1:
+            batch.inputs = list(callers[0].arrays.values())
+        else:
+            names = list(callers[0].arrays)
+            batch.inputs = [np.concatenate([c.arrays[name] for c in callers]) for name in names]
+        batch.started_ns = time.perf_counter_ns()
+        try:
+            # `batch` keeps the arrays alive until the callback, so OpenVINO may read them in place.
+            self.queue.start_async(batch.inputs, batch, share_inputs=True)
+        except Exception as error:  # noqa: BLE001 - every caller of the batch learns why
+            self.idle += 1
+            self._finish(batch, None, error)
+
+    def _finish(self, batch: _Batch, outputs: Sequence[np.ndarray] | None, error: BaseException | None) -> None:
+        finished = time.perf_counter_ns()
+        offset = 0
+        if outputs is not None:
+            self.stats.record_execution(sum(c.rows for c in batch.callers), finished - batch.started_ns)
+        for caller in batch.callers:
+            rows = slice(offset, offset + caller.rows)
+            offset += caller.rows
+            if caller.future.done():
+                continue
+            if error is not None or outputs is None:
+                caller.future.set_exception(error or RuntimeError("no outputs"))
+                self.stats.record_failure(finished - caller.queued_ns)
+                continue
+            caller.future.set_result([out[rows] if len(batch.callers) > 1 else out for out in outputs])
+            self.stats.record_success(caller.rows, batch.started_ns - caller.queued_ns,
+                                      finished - batch.started_ns, finished - caller.queued_ns)
+
+    def _completed_on_loop(self, batch: _Batch, outputs: list[np.ndarray] | None, error: BaseException | None) -> None:
+        self.idle += 1
+        self._finish(batch, outputs, error)
+        self._pump()
+
+    # ------------------------------------------------------------------ on an OpenVINO thread
+    def _completed(self, request: Any, batch: _Batch) -> None:
+        outputs: list[np.ndarray] | None = None
+        error: BaseException | None = None
+        try:
+            outputs = [request.get_output_tensor(i).data.copy() for i in range(self.output_count)]
+        except Exception as caught:  # noqa: BLE001 - handed to the callers on the loop
+            error = caught
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._completed_on_loop, batch, outputs, error)
