@@ -1,0 +1,195 @@
+"""`edgeq serve` against OpenVINO's own benchmark_app on the same IR, measured with Triton's perf_analyzer.
+
+    python benchmarks/serving.py --store STORE --models vit-fmnist,deit-s,vits14 \
+        --json docs/results/serving/serve_vs_runtime.json
+
+perf_analyzer (C++, so the client costs the two cores little) drives the server over gRPC at each
+concurrency; benchmark_app runs the same IR in-process with the THROUGHPUT hint (the throughput
+reference) and the LATENCY hint (the one-request reference). Rounds alternate: for each round and
+model, benchmark_app then each server variant at each concurrency, so slow drifts of a noisy
+machine hit all columns alike. Medians over rounds are reported, with ratios.
+
+`--variant NAME=PYTHON [serve flags...]` compares server builds or settings in the same run (each
+variant is its own `edgeq serve` process; only one is under load at a time), e.g.
+`--variant "before=/path/to/old/.venv/bin/python" --variant "after=.venv/bin/python --batch-delay-us 0"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VENV_BIN = Path(sys.executable).parent
+PERF = VENV_BIN.parent / "opt" / "perf_analyzer"
+LISTENING = re.compile(r"edgeq listening on \S+:(\d+)")
+
+
+def cpu_flags() -> list[str]:
+    wanted = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return sorted(wanted & set(line.split(":", 1)[1].split()))
+    return []
+
+
+def commit() -> str:
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return run.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int) -> dict[str, float]:
+    tool = str(VENV_BIN / "benchmark_app")
+    run = subprocess.run([tool, "-m", str(xml), "-d", "CPU", "-hint", hint.lower(), "-t", str(seconds),
+                          "-shape", "[" + ",".join(map(str, shape)) + "]", "-data_shape",
+                          "[" + ",".join(map(str, shape)) + "]"], capture_output=True, text=True)
+    throughput = re.search(r"Throughput:\s+([\d.]+) FPS", run.stdout)
+    median = re.search(r"Median:\s+([\d.]+) ms", run.stdout)
+    average = re.search(r"Average:\s+([\d.]+) ms", run.stdout)
+    if not (throughput and median and average):
+        raise SystemExit(f"benchmark_app failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    return {"fps": float(throughput.group(1)), "median_ms": float(median.group(1)),
+            "average_ms": float(average.group(1))}
+
+
+def perf_analyzer(target: str, model: str, concurrency: int, seconds: int, scratch: Path) -> dict[str, float]:
+    """One steady window of `seconds` at a fixed concurrency; latencies and server-side times from its CSV."""
+    report = scratch / f"pa_{model}_{concurrency}.csv"
+    env = {**os.environ, "LD_LIBRARY_PATH": str(PERF / "lib")}
+    command = [str(PERF / "bin" / "perf_analyzer"), "-m", model, "-u", target, "-i", "grpc", "--input-data", "zero",
+               "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "time_windows",
+               "-p", str(seconds * 1000), "--max-trials", "3", "-s", "100", "-f", str(report)]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds * 10 + 120)
+    if run.returncode != 0 or not report.exists():
+        raise SystemExit(f"perf_analyzer failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}")
+    with report.open() as handle:
+        row = next(csv.DictReader(handle))
+    errors = re.search(r"Failed request count:\s*(\d+)", run.stdout)
+    us = lambda key: float(row.get(key, 0) or 0)  # noqa: E731 - perf_analyzer's CSV reports microseconds
+    return {"fps": float(row["Inferences/Second"]), "p50_ms": us("p50 latency") / 1000,
+            "p99_ms": us("p99 latency") / 1000, "server_queue_ms": us("Server Queue") / 1000,
+            "server_compute_ms": (us("Server Compute Input") + us("Server Compute Infer")
+                                  + us("Server Compute Output")) / 1000,
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+@dataclass
+class Variant:
+    name: str
+    python: str
+    flags: list[str]
+    process: subprocess.Popen[str] | None = None
+    target: str = ""
+    rows: dict[str, dict[int, list[dict[str, float]]]] = field(default_factory=dict)
+
+    def start(self, store: Path) -> None:
+        command = [self.python, "-m", "edgeq.cli", "serve", "--store", str(store.resolve()), "--port", "0", *self.flags]
+        # `python -m` puts the working directory first on sys.path: run in the interpreter's own checkout.
+        checkout = Path(self.python).parent.parent.parent
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        cwd=checkout if (checkout / "edgeq").is_dir() else None)
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            match = LISTENING.search(line)
+            if match:
+                self.target = f"127.0.0.1:{match.group(1)}"
+                return
+        raise SystemExit(f"variant {self.name}: the server exited with {self.process.wait()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(60)
+
+
+def parse_variant(text: str) -> Variant:
+    name, _, command = text.partition("=")
+    words = shlex.split(command) or [sys.executable]
+    return Variant(name, words[0], words[1:])
+
+
+def median_of(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--models", required=True, help="comma-separated model names in the store")
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--seconds", type=int, default=5, help="per measurement window")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME=PYTHON [serve flags]; default: one variant 'edgeq' with this interpreter")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from edgeq.store import ModelStore
+
+    store = ModelStore(args.store)
+    models = args.models.split(",")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    variants = [parse_variant(v) for v in args.variant] or [Variant("edgeq", sys.executable, [])]
+    runtime: dict[str, dict[str, list[dict[str, float]]]] = {m: {"THROUGHPUT": [], "LATENCY": []} for m in models}
+    shapes = {m: [1, *store.get(m).report()["model"]["input"]["shape"]] for m in models}
+    try:
+        for variant in variants:
+            variant.start(args.store)
+            variant.rows = {m: {c: [] for c in concurrencies} for m in models}
+        with tempfile.TemporaryDirectory() as scratch:
+            for round_number in range(args.rounds):
+                for model in models:
+                    xml = store.get(model).xml
+                    for hint in ("THROUGHPUT", "LATENCY"):
+                        runtime[model][hint].append(benchmark_app(xml, shapes[model], hint, args.seconds))
+                    for variant in variants:
+                        for c in concurrencies:
+                            variant.rows[model][c].append(perf_analyzer(variant.target, model, c, args.seconds,
+                                                                        Path(scratch)))
+                print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    finally:
+        for variant in variants:
+            variant.stop()
+
+    result: dict[str, Any] = {"command": " ".join(sys.argv), "commit": commit(), "cpu_flags": cpu_flags(),
+                              "cores": os.cpu_count(), "rounds": args.rounds, "seconds": args.seconds, "models": {}}
+    for model in models:
+        through, latency = median_of(runtime[model]["THROUGHPUT"]), median_of(runtime[model]["LATENCY"])
+        entry: dict[str, Any] = {"benchmark_app": {"throughput_hint": through, "latency_hint": latency},
+                                 "variants": {}}
+        print(f"\n{model}: benchmark_app THROUGHPUT {through['fps']:.1f}/s (average {through['average_ms']:.2f} ms "
+              f"per inference), LATENCY median {latency['median_ms']:.2f} ms")
+        print(f"{'variant':<10} {'c':>3} {'infer/s':>9} {'x b_app':>8} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'p50-lat':>8} {'queue ms':>9} {'compute ms':>10} {'errors':>6}")
+        for variant in variants:
+            table = {}
+            for c in concurrencies:
+                row = median_of(variant.rows[model][c])
+                row["errors"] = sum(r["errors"] for r in variant.rows[model][c])
+                row["ratio_to_benchmark_app"] = row["fps"] / through["fps"]
+                row["p50_minus_latency_hint_ms"] = row["p50_ms"] - latency["median_ms"]
+                table[str(c)] = row
+                print(f"{variant.name:<10} {c:>3} {row['fps']:>9.1f} {row['ratio_to_benchmark_app']:>8.2f} "
+                      f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['p50_minus_latency_hint_ms']:>+8.2f} "
+                      f"{row['server_queue_ms']:>9.2f} {row['server_compute_ms']:>10.2f} {int(row['errors']):>6}")
+            entry["variants"][variant.name] = {"python": variant.python, "flags": variant.flags, "by_concurrency": table}
+        result["models"][model] = entry
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
