@@ -32,6 +32,8 @@ from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 PERF = VENV_BIN.parent / "opt" / "perf_analyzer"
+PA_LATENCY_PARTS = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
+                    "Server Compute Infer", "Server Compute Output", "Client Recv")
 LISTENING = re.compile(r"edgeq listening on \S+:(\d+)")
 
 
@@ -63,21 +65,29 @@ def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int) -> dict[
             "average_ms": float(average.group(1))}
 
 
-def perf_analyzer(target: str, model: str, concurrency: int, seconds: int, scratch: Path) -> dict[str, float]:
-    """One steady window of `seconds` at a fixed concurrency; latencies and server-side times from its CSV."""
+def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scratch: Path) -> dict[str, float]:
+    """`requests` requests at a fixed concurrency; latencies and server-side times from its CSV.
+
+    A fixed request count rather than perf_analyzer's stabilising windows: with batching, latency
+    varies from window to window and the stability search can fail without measuring anything."""
     report = scratch / f"pa_{model}_{concurrency}.csv"
     env = {**os.environ, "LD_LIBRARY_PATH": str(PERF / "lib")}
     command = [str(PERF / "bin" / "perf_analyzer"), "-m", model, "-u", target, "-i", "grpc", "--input-data", "zero",
-               "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "time_windows",
-               "-p", str(seconds * 1000), "--max-trials", "3", "-s", "100", "-f", str(report)]
-    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds * 10 + 120)
+               "--concurrency-range", f"{concurrency}:{concurrency}", "--request-count", str(requests),
+               "-f", str(report)]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     if run.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}")
     with report.open() as handle:
         row = next(csv.DictReader(handle))
+    if any(key not in row for key in PA_LATENCY_PARTS):
+        raise SystemExit(f"perf_analyzer's CSV lacks {PA_LATENCY_PARTS}: {sorted(row)}")
     errors = re.search(r"Failed request count:\s*(\d+)", run.stdout)
     us = lambda key: float(row.get(key, 0) or 0)  # noqa: E731 - perf_analyzer's CSV reports microseconds
-    return {"fps": float(row["Inferences/Second"]), "p50_ms": us("p50 latency") / 1000,
+    # Closed loop: throughput = concurrency / mean latency (Little's law). perf_analyzer's own
+    # "Inferences/Second" counts whole measurement windows and is coarse with a fixed request count.
+    mean_us = sum(float(row[key]) for key in PA_LATENCY_PARTS)  # perf_analyzer splits the mean latency into these
+    return {"fps": concurrency / (mean_us / 1e6), "p50_ms": us("p50 latency") / 1000,
             "p99_ms": us("p99 latency") / 1000, "server_queue_ms": us("Server Queue") / 1000,
             "server_compute_ms": (us("Server Compute Input") + us("Server Compute Infer")
                                   + us("Server Compute Output")) / 1000,
@@ -128,7 +138,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--models", required=True, help="comma-separated model names in the store")
     parser.add_argument("--concurrency", default="1,2,4,8")
-    parser.add_argument("--seconds", type=int, default=5, help="per measurement window")
+    parser.add_argument("--seconds", type=int, default=5, help="per measurement (benchmark_app, each concurrency)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=PYTHON [serve flags]; default: one variant 'edgeq' with this interpreter")
@@ -154,9 +164,11 @@ def main() -> None:
                     xml = store.get(model).xml
                     for hint in ("THROUGHPUT", "LATENCY"):
                         runtime[model][hint].append(benchmark_app(xml, shapes[model], hint, args.seconds))
+                    # As many requests as the runtime does in `seconds`: each window lasts about that long.
+                    requests = max(50, int(runtime[model]["THROUGHPUT"][-1]["fps"] * args.seconds))
                     for variant in variants:
                         for c in concurrencies:
-                            variant.rows[model][c].append(perf_analyzer(variant.target, model, c, args.seconds,
+                            variant.rows[model][c].append(perf_analyzer(variant.target, model, c, requests,
                                                                         Path(scratch)))
                 print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:

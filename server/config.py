@@ -54,6 +54,9 @@ class ServerConfig:
                                   "(0: never wait, merge only what queued while the CPU was busy)", 0)
     preferred_batch_sizes: str = _option("dynamic batching: comma-separated batch sizes worth waiting for", "")
     max_merged_batch: int = _option("dynamic batching: most rows merged into one OpenVINO call (1: no merging)", 64)
+    static_batch_one: bool | None = _option("also compile a static batch-1 copy of dynamic-batch models for one-row "
+                                            "requests: faster, the model's memory twice (unset: with the LATENCY "
+                                            "hint only)")
     max_queue: int = _option("requests waiting per model version; beyond it RESOURCE_EXHAUSTED", 256)
     state_dir: Path | None = _option("jobs database and uploads (unset: the store; lets the store be read-only)")
 
@@ -95,7 +98,7 @@ class ServerConfig:
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(self.max_batch_size, self.keep_versions, self.num_streams, self.inference_threads,
-                             self.performance_hint, self.batching_policy(), self.cpu_pinning)
+                             self.performance_hint, self.batching_policy(), self.cpu_pinning, self.static_batch_one)
 
     @classmethod
     def from_env(cls, prefix: str = "EDGEQ_", **overrides: Any) -> "ServerConfig":

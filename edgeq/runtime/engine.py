@@ -7,6 +7,11 @@ under load the requests that arrived while the CPU was busy run together, which 
 per-call overheads. `delay_us` > 0 additionally holds a batch back until it reaches a preferred size
 or the oldest caller has waited that long (Triton's `max_queue_delay_microseconds`).
 
+A model whose batch dimension is dynamic can also be given a static batch-1 copy (`single`): one-row
+batches run there, since OpenVINO's CPU plugin runs a static shape faster than a dynamic one. The two
+compiled models share one count of slots, so together they never run more requests than OpenVINO's
+streams take.
+
 A slot (an idle infer request) is counted free only when OpenVINO's completion callback has run
 for it, never when a caller gives up: a cancelled caller's rows may still be computing, and
 `start_async` on a queue with no idle request would block the event loop. A caller cancelled while
@@ -68,12 +73,15 @@ class InferenceEngine:
     """Owns one compiled model's AsyncInferQueue; `infer` is called on the event loop only."""
 
     def __init__(self, compiled: Any, output_count: int, policy: BatchingPolicy, stats: VersionStats,
-                 requests: int = 0):
+                 single: Any | None = None):
         import openvino as ov
 
-        self.queue = ov.AsyncInferQueue(compiled, requests) if requests else ov.AsyncInferQueue(compiled)
-        self.queue.set_callback(self._completed)
+        self.queue = ov.AsyncInferQueue(compiled)
         self.slots = len(self.queue)
+        self.single_queue = ov.AsyncInferQueue(single, self.slots) if single is not None else None
+        for queue in (self.queue, self.single_queue):
+            if queue is not None:
+                queue.set_callback(self._completed)
         self.idle = self.slots
         self.output_count = output_count
         self.policy = policy
@@ -163,10 +171,11 @@ class InferenceEngine:
         else:
             names = list(callers[0].arrays)
             batch.inputs = [np.concatenate([c.arrays[name] for c in callers]) for name in names]
+        queue = self.single_queue if self.single_queue is not None and len(batch.inputs[0]) == 1 else self.queue
         batch.started_ns = time.perf_counter_ns()
         try:
             # `batch` keeps the arrays alive until the callback, so OpenVINO may read them in place.
-            self.queue.start_async(batch.inputs, batch, share_inputs=True)
+            queue.start_async(batch.inputs, batch, share_inputs=True)
         except Exception as error:  # noqa: BLE001 - every caller of the batch learns why
             self.idle += 1
             self._finish(batch, None, error)

@@ -46,6 +46,9 @@ class RuntimeConfig:
     performance_hint: str = "THROUGHPUT"  # LATENCY: one request uses every core (best at concurrency 1)
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     cpu_pinning: bool | None = None  # OpenVINO ENABLE_CPU_PINNING; None: OpenVINO decides
+    # Also compile a batch-1 copy of dynamic-batch models for one-row requests. None: only with the
+    # LATENCY hint; under THROUGHPUT both copies' streams are pinned to the same cores and collide.
+    static_batch_one: bool | None = None
 
     def compile_properties(self) -> dict[str, Any]:
         """OpenVINO properties besides the hint: threads from the CPU quota, never the host's cores."""
@@ -126,23 +129,38 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- loading
-    def _compile(self, info: VersionInfo) -> Any:
-        from edgeq.compile import compile_cpu
+    def _compile(self, info: VersionInfo) -> tuple[Any, Any | None]:
+        """The model as stored and, where its batch is the only dynamic dimension, a static batch-1 copy."""
+        from edgeq.compile import compile_cpu, core
 
-        return compile_cpu(str(info.xml), hint=self.config.performance_hint, extra=self.config.compile_properties())
+        model = core().read_model(str(info.xml))
+        properties = self.config.compile_properties()
+        compiled = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
+        single = None
+        shapes = [port.get_partial_shape() for port in model.inputs]
+        wanted = self.config.static_batch_one
+        if wanted is None:
+            wanted = self.config.performance_hint == "LATENCY"
+        if wanted and all(s.rank.is_static and s[0].is_dynamic and
+                                                all(d.is_static for d in list(s)[1:]) for s in shapes):
+            model.reshape({port: [1, *[d.get_length() for d in list(shape)[1:]]]
+                           for port, shape in zip(model.inputs, shapes)})
+            single = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
+        return compiled, single
 
     async def _load(self, info: VersionInfo) -> LoadedVersion:
         key = (info.name, info.version)
         self.loading.add(key)
         try:
-            compiled = await asyncio.to_thread(self._compile, info)
+            compiled, single = await asyncio.to_thread(self._compile, info)
         finally:
             self.loading.discard(key)
         outputs = _tensor_specs(compiled.outputs)
         stats = VersionStats()
-        engine = InferenceEngine(compiled, len(outputs), self.config.batching, stats)
+        engine = InferenceEngine(compiled, len(outputs), self.config.batching, stats, single)
         properties = {key: _text(compiled.get_property(key)) for key in RUNTIME_PROPERTIES}
         properties["infer_requests"] = str(engine.slots)
+        properties["static_batch_one"] = str(single is not None).lower()
         loaded = LoadedVersion(info.name, info.version, compiled, engine, _tensor_specs(compiled.inputs), outputs,
                                info.report(), stats, properties)
         log.info("loaded %s version %d (%s)", info.name, info.version,
