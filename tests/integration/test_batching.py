@@ -77,19 +77,25 @@ def test_merged_batches_give_each_caller_its_own_rows(store: Path) -> None:
     assert list(config.dynamic_batching.preferred_batch_size) == [16]
 
 
-def test_no_merging_when_turned_off(store: Path) -> None:
+def test_no_merging_when_turned_off_and_one_row_runs_on_the_static_copy(store: Path) -> None:
+    """LATENCY hint: one-row requests run on the static batch-1 copy, two-row ones on the dynamic model."""
     inputs, _ = fmnist_arrays()
-    server = ServerProcess(store, "--max-merged-batch", "1").start()
+    sizes = [1, 2] * 8
+    offsets = np.cumsum([0, *sizes])
+    server = ServerProcess(store, "--max-merged-batch", "1", "--performance-hint", "LATENCY").start()
     try:
-        responses = asyncio.run(_concurrently(server.target, [_request(inputs[i:i + 2]) for i in range(0, 32, 2)]))
+        requests = [_request(inputs[offsets[i]:offsets[i + 1]]) for i in range(len(sizes))]
+        responses = asyncio.run(_concurrently(server.target, requests))
         stub = pb_grpc.GRPCInferenceServiceStub(server.channel())
         config = stub.ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
         statistics = stub.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL)).model_stats[0]
     finally:
         assert server.stop() == 0
     assert config.WhichOneof("scheduling_choice") is None
-    assert [(b.batch_size, b.compute_infer.count) for b in statistics.batch_stats] == [(2, 16)]
-    np.testing.assert_allclose(np.concatenate([_logits(r) for r in responses]), _in_process(store, inputs[:32]),
+    assert config.parameters["static_batch_one"].string_value == "true"
+    assert config.parameters["PERFORMANCE_HINT"].string_value == "LATENCY"
+    assert [(b.batch_size, b.compute_infer.count) for b in statistics.batch_stats] == [(1, 8), (2, 8)]
+    np.testing.assert_allclose(np.concatenate([_logits(r) for r in responses]), _in_process(store, inputs[:24]),
                                rtol=1e-4, atol=1e-4)
 
 
