@@ -57,12 +57,12 @@ def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int) -> dict[
                           "-shape", "[" + ",".join(map(str, shape)) + "]", "-data_shape",
                           "[" + ",".join(map(str, shape)) + "]"], capture_output=True, text=True)
     throughput = re.search(r"Throughput:\s+([\d.]+) FPS", run.stdout)
-    median = re.search(r"Median:\s+([\d.]+) ms", run.stdout)
-    average = re.search(r"Average:\s+([\d.]+) ms", run.stdout)
+    median = re.search(r"Median:\s+([\d.]+) (ms|us)", run.stdout)
+    average = re.search(r"Average:\s+([\d.]+) (ms|us)", run.stdout)
     if not (throughput and median and average):
         raise SystemExit(f"benchmark_app failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-    return {"fps": float(throughput.group(1)), "median_ms": float(median.group(1)),
-            "average_ms": float(average.group(1))}
+    in_ms = lambda match: float(match.group(1)) / (1000 if match.group(2) == "us" else 1)  # noqa: E731
+    return {"fps": float(throughput.group(1)), "median_ms": in_ms(median), "average_ms": in_ms(average)}
 
 
 def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scratch: Path) -> dict[str, float]:
