@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from edgeq.data.archive import SafeArchive
+from edgeq.archive import SafeArchive
 from edgeq.data.samples import Sample, check_sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec, Preprocess
