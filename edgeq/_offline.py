@@ -5,7 +5,9 @@ analytics host during one `nncf.quantize`). Both fall back to a no-op stub when 
 cannot be imported, so `disable_telemetry` makes it unimportable before either is loaded, and
 sets NNCF's own opt-out variable for child processes. Importing edgeq changes nothing: the
 entry points call it (the `edgeq` command, the server, `edgeq.quantize`, every spawned child,
-see `edgeq.childproc`). Set EDGEQ_ALLOW_TELEMETRY=1 to opt back in.
+see `edgeq.childproc`). `import openvino` itself imports the telemetry package (with its
+converter), so a program that loads OpenVINO before calling edgeq keeps OpenVINO's telemetry as
+that program configured it. Set EDGEQ_ALLOW_TELEMETRY=1 to opt back in.
 """
 
 from __future__ import annotations
