@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edgeq.compile import compile_cpu, cpu_description  # noqa: E402
-from edgeq.quantization import accuracy, ptq, rules  # noqa: E402
+from edgeq.quantization import accuracy, nncf_adapter, rules  # noqa: E402
 from edgeq.quantization.recipe import Recipe  # noqa: E402
 from edgeq.quantization.rules import DEFAULT_RULES  # noqa: E402
 
@@ -183,12 +183,12 @@ def quantize(case: Case, recipe: Recipe, bias_correction: bool = True) -> ov.Mod
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     ignored = rules.ignored_names(rules.resolve(case.model, rules.parse_rules(list(recipe.rules))))
-    arguments = ptq.nncf_arguments(recipe, ignored)
+    arguments = nncf_adapter.nncf_arguments(recipe, ignored)
     advanced = arguments["advanced_parameters"] or AdvancedQuantizationParameters()
     advanced.backend_params = {**advanced.backend_params, BackendParameters.COMPRESS_WEIGHTS: False}
     advanced.disable_bias_correction = not bias_correction
     arguments["advanced_parameters"] = advanced
-    return nncf.quantize(case.model, ptq.calibration_dataset(list(case.calibration)), **arguments)
+    return nncf.quantize(case.model, nncf_adapter.calibration_dataset(list(case.calibration)), **arguments)
 
 
 def per_tensor(ranges: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -33,7 +33,7 @@ import openvino as ov
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeq.compile import compile_cpu  # noqa: E402
-from edgeq.quantization import accuracy, ptq, rules, search, sensitivity  # noqa: E402
+from edgeq.quantization import accuracy, nncf_adapter, ptq, rules, search, sensitivity  # noqa: E402
 from edgeq.quantization.graph import producers  # noqa: E402
 from edgeq.quantization.isolated import run_tasks  # noqa: E402
 from edgeq.quantization.recipe import Recipe  # noqa: E402
@@ -180,8 +180,8 @@ def main() -> None:
         ignored = rules.ignored_names(rules.resolve(study.float_model, rules.parse_rules(list(base.rules))))
         tasks, skipped = [], {}
         for index, (name, changes) in enumerate(RECIPES):
-            if changes.get("per_channel_activations") and search.per_channel_activations_unsupported():
-                skipped[name] = search.per_channel_activations_unsupported()
+            if changes.get("per_channel_activations") and nncf_adapter.per_channel_activations_unsupported():
+                skipped[name] = nncf_adapter.per_channel_activations_unsupported()
                 continue
             tasks.append(ptq.ptq_task(work / f"r{index}", name, float_xml, calibration_npy,
                                       dataclasses.replace(base, **changes), ignored))

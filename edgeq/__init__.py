@@ -18,7 +18,6 @@ from edgeq.errors import (
 )
 
 __version__ = "0.1.0"
-disable_telemetry()
 
 __all__ = [
     "AlreadyExists", "Cancelled", "DeadlineExceeded", "EdgeqError", "FailedPrecondition", "InternalError",
@@ -31,6 +30,7 @@ def quantize(model: str, *, calibration: str, store: str, name: str, **options: 
 
     `options` are the fields of `edgeq.quantization.pipeline.QuantizeRequest` (metric, budget, recipe, ...).
     """
+    disable_telemetry()  # before OpenVINO loads: it imports its telemetry package with its converter
     from edgeq.quantization.pipeline import QuantizeRequest, run
 
     on_event = options.pop("on_event", None)

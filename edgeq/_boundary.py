@@ -5,7 +5,7 @@ Used at the edge of each adapter, so no foreign exception type leaks to callers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from edgeq.errors import EdgeqError, InternalError, InvalidArgument
@@ -33,11 +33,15 @@ def user_input(what: str) -> Iterator[None]:
 
 
 @contextmanager
-def dependency(what: str) -> Iterator[None]:
-    """Errors inside are failures of a dependency on valid input: InternalError naming the step."""
+def dependency(what: str, known: Mapping[type[Exception], type[EdgeqError]] | None = None) -> Iterator[None]:
+    """Errors inside are failures of a dependency on valid input: InternalError naming the step,
+    unless `known` maps the error's type to one of ours (the dependency said what was wrong)."""
     try:
         yield
     except EdgeqError:
         raise
     except Exception as error:  # noqa: BLE001 - this is the translation boundary
+        ours = next((edgeq for foreign, edgeq in (known or {}).items() if isinstance(error, foreign)), None)
+        if ours is not None:
+            raise ours(f"{what}: {type(error).__name__}: {_first_line(error)}") from error
         raise InternalError(f"{what} failed: {type(error).__name__}: {_first_line(error)}") from error

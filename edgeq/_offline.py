@@ -1,21 +1,24 @@
 """Keep edgeq quiet and offline: OpenVINO/NNCF telemetry never runs.
 
-OpenVINO's converter and NNCF send usage events through `openvino_telemetry` (about 20 DNS
-look-ups of an analytics host during one `nncf.quantize`). Both fall back to a no-op stub when
-that package cannot be imported, so we make it unimportable before either is loaded, and set
-NNCF's own opt-out variable for child processes. Set EDGEQ_ALLOW_TELEMETRY=1 to opt back in.
+OpenVINO's converter and NNCF send usage events through `openvino_telemetry` (DNS look-ups of an
+analytics host during one `nncf.quantize`). Both fall back to a no-op stub when that package
+cannot be imported, so `disable_telemetry` makes it unimportable before either is loaded, and
+sets NNCF's own opt-out variable for child processes. Importing edgeq changes nothing: the
+entry points call it (the `edgeq` command, the server, `edgeq.quantize`, every spawned child,
+see `edgeq.childproc`). `import openvino` itself imports the telemetry package (with its
+converter), so a program that loads OpenVINO before calling edgeq keeps OpenVINO's telemetry as
+that program configured it. Set EDGEQ_ALLOW_TELEMETRY=1 to opt back in.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 
 def quiet_nncf() -> None:
     """NNCF logs every ignored node at INFO; our report says it once, better."""
-    import logging
-
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
 

@@ -11,10 +11,6 @@ from typing import Any
 
 import openvino as ov
 
-from edgeq._offline import disable_telemetry
-
-disable_telemetry()
-
 
 @lru_cache(maxsize=1)
 def core() -> ov.Core:

@@ -10,23 +10,26 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from PIL import Image
 
-from edgeq.data.archive import SafeArchive
+from edgeq.archive import SafeArchive
 from edgeq.data.samples import Sample, check_sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec, Preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_PIXELS = 64_000_000  # checked here, not set in PIL: the host's own PIL limit stays as it is
 
 
 def preprocess_image(data: bytes, preprocess: Preprocess, name: str) -> np.ndarray:
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with Image.open(io.BytesIO(data)) as opened:  # reads the header only
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                raise InvalidArgument(f"image {name}: {opened.width}x{opened.height} pixels is more than the "
+                                      f"{MAX_IMAGE_PIXELS:,} edgeq decodes")
             image = opened.convert("L" if preprocess.channels == 1 else "RGB")
+    except InvalidArgument:
+        raise
     except Exception as error:  # noqa: BLE001 - PIL raises many types for bad files
         raise InvalidArgument(f"image {name}: cannot be decoded ({type(error).__name__}: {error})") from error
     height, width = preprocess.size

@@ -10,10 +10,13 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeq import childproc
 from edgeq.jobs.db import CANCELLED, FAILED, RUNNING, JobDB
+from edgeq.jobs.worker import run_job
 
 log = logging.getLogger("edgeq.jobs")
 CANCEL_GRACE_S = 5.0
@@ -54,8 +57,6 @@ class JobRunner:
 
     def _loop(self) -> None:
         context = multiprocessing.get_context("spawn")
-        from edgeq.jobs.worker import run_job
-
         while not self._stop.is_set():
             record = self.db.next_queued()
             if record is None:
@@ -64,16 +65,15 @@ class JobRunner:
                 continue
             self.db.mark_running(record.id)
             # Not a daemon: it spawns the accuracy-control child. It dies with us (PR_SET_PDEATHSIG).
-            process = context.Process(target=run_job, name=f"edgeq-job-{record.id}",
-                                      args=(str(self.store_root), str(self.state_root), str(self.db.path), record.id))
+            process = childproc.process(context, run_job, (str(self.store_root), str(self.state_root),
+                                                           str(self.db.path), record.id),
+                                        name=f"edgeq-job-{record.id}", daemon=False)
             self.current, self.current_job = process, record.id
             process.start()
             cancel_seen_at: float | None = None
             while process.is_alive() and not self._stop.is_set():
                 process.join(0.5)
                 if self.db.cancel_requested(record.id):
-                    import time
-
                     cancel_seen_at = cancel_seen_at or time.monotonic()
                     if time.monotonic() - cancel_seen_at > CANCEL_GRACE_S:
                         process.kill()

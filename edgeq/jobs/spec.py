@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeq.archive import SafeArchive
 from edgeq.artifacts import ArtifactStore
 from edgeq.errors import InvalidArgument
 from edgeq.names import check_model_name
@@ -103,8 +104,6 @@ class JobSpec:
 
 def _unpack_ir(archive: Path, workdir: Path) -> Path:
     """An IR upload is a .tar with model.xml and model.bin at its top level (nothing else read)."""
-    from edgeq.data.archive import SafeArchive
-
     safe = SafeArchive(archive)
     names = {Path(e.name).name: e for e in safe.entries if Path(e.name).suffix in (".xml", ".bin")}
     xml = [n for n in names if n.endswith(".xml")]

@@ -5,35 +5,23 @@ Started with the spawn method, so it shares nothing with the server but the stor
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from pathlib import Path
 
-
-def die_with_parent() -> None:
-    """Linux: get SIGKILL when the parent dies, so no orphan outlives a crashed server."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+from edgeq.artifacts import ArtifactStore
+from edgeq.errors import Cancelled, EdgeqError
+from edgeq.jobs.db import CANCELLED, JobDB
+from edgeq.jobs.spec import JobSpec
+from edgeq.report.summary import summary_lines
+from edgeq.store import ModelStore
 
 
 def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None:
-    die_with_parent()
-    from edgeq._offline import disable_telemetry, quiet_nncf
-
-    disable_telemetry()
-    quiet_nncf()
-    from edgeq.artifacts import ArtifactStore
-    from edgeq.errors import Cancelled, EdgeqError
-    from edgeq.jobs.db import CANCELLED, JobDB
-    from edgeq.jobs.spec import JobSpec
+    """The worker's body; started by `childproc.process`, so it is already offline and dies with the server."""
+    # The pipeline loads OpenVINO and the quantization extra: only in the worker, never in the server.
     from edgeq.quantization.pipeline import run
-    from edgeq.report.summary import summary_lines
-    from edgeq.store import ModelStore
 
     db = JobDB(db_path)
     record = db.get(job_id)
@@ -64,6 +52,4 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None
     except BaseException as error:  # noqa: BLE001 - a job's failure is data, not a crash of the worker
         db.fail(job_id, f"internal error: {type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
     finally:
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import openvino as ov
 
+from edgeq.compile import compile_cpu
 from edgeq.errors import InvalidArgument
 
 METRICS = ("agreement", "top1", "cosine")
@@ -128,8 +129,6 @@ def evaluate(model: ov.Model, metric: str, inputs: np.ndarray, reference: np.nda
     `known`: this model's outputs for the first len(known) inputs, already computed (the recipe
     search scored the winner on the ranking subset); only the rest are run.
     """
-    from edgeq.compile import compile_cpu
-
     start = 0 if known is None else min(len(known), len(inputs))
     parts = [known[:start]] if known is not None and start else []
     if start < len(inputs):

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 
-from edgeq.errors import InternalError
+from edgeq.errors import Cancelled, InternalError
+from edgeq.quantization import accuracy, nncf_adapter
+from edgeq.quantization.isolated import Task, run_tasks
+from edgeq.quantization.recipe import Recipe
 
 
 @dataclass
@@ -39,14 +43,6 @@ class FallbackOutcome:
 
 def _child(workdir: str) -> None:
     """Runs in the spawned process (isolated.run_tasks): no state shared with the parent but the files."""
-    import nncf
-    import openvino as ov
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-    from edgeq.quantization import accuracy
-    from edgeq.quantization.ptq import calibration_dataset, nncf_arguments
-    from edgeq.quantization.recipe import Recipe
-
     root = Path(workdir)
     params = json.loads((root / "params.json").read_text())
     calibration = np.load(root / "calibration.npy", mmap_mode="r")
@@ -67,28 +63,12 @@ def _child(workdir: str) -> None:
         timings["evaluation_s"] += time.perf_counter() - started
         return float(scores.mean()), scores.tolist()
 
-    import nncf.parameters
-
-    recipe = Recipe.from_dict(params["recipe"])
-    arguments = nncf_arguments(recipe, params["ignored"])
-    arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
-    restorer = AdvancedAccuracyRestorerParameters(
-        max_num_iterations=params["max_iterations"],
-        ranking_subset_size=params["ranking_subset_size"],
-        num_ranking_workers=1,
-    )
     started = time.perf_counter()
     model = ov.Core().read_model(str(root / "float.xml"))
-    result = nncf.quantize_with_accuracy_control(
-        model,
-        calibration_dataset([calibration[i] for i in range(len(calibration))]),
-        nncf.Dataset(list(range(len(validation)))),
-        validate,
-        max_drop=params["max_drop"],
-        drop_type=nncf.parameters.DropType.RELATIVE if params["relative"] else nncf.parameters.DropType.ABSOLUTE,
-        advanced_accuracy_restorer_parameters=restorer,
-        **arguments,
-    )
+    result = nncf_adapter.quantize_with_accuracy_control(
+        model, [calibration[i] for i in range(len(calibration))], list(range(len(validation))), validate,
+        Recipe.from_dict(params["recipe"]), params["ignored"], max_drop=params["max_drop"], relative=params["relative"],
+        max_iterations=params["max_iterations"], ranking_subset_size=params["ranking_subset_size"])
     ov.save_model(result, str(root / "result.xml"), compress_to_fp16=False)
     timings["total_s"] = time.perf_counter() - started
     timings["other_s"] = timings["total_s"] - timings["evaluation_s"]
@@ -97,8 +77,6 @@ def _child(workdir: str) -> None:
 
 def prepare(workdir: Path, float_model: Any, calibration: np.ndarray, validation: np.ndarray, reference: np.ndarray,
             labels: np.ndarray | None, params: dict[str, Any]) -> None:
-    import openvino as ov
-
     workdir.mkdir(parents=True, exist_ok=True)
     ov.save_model(float_model, str(workdir / "float.xml"), compress_to_fp16=False)
     np.save(workdir / "calibration.npy", calibration)
@@ -111,9 +89,6 @@ def prepare(workdir: Path, float_model: Any, calibration: np.ndarray, validation
 
 def run_in_child(workdir: Path, settings: FallbackSettings, cancelled: Any = None) -> FallbackOutcome:
     """Run the child once (no retry: it is slow) within the time budget; report what happened."""
-    from edgeq.errors import Cancelled
-    from edgeq.quantization.isolated import Task, run_tasks
-
     task = Task("accuracy-control", _child, (str(workdir),), str(workdir))
     try:
         (outcome,) = run_tasks([task], time_budget_s=settings.time_budget_s, retries=0,

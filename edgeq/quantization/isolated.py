@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeq import childproc
 from edgeq.errors import Cancelled
-
 
 ERROR_FILE = "error.txt"
 
@@ -57,33 +57,16 @@ class _Running:
 
 
 def _bootstrap(task: Task, cores: list[int]) -> None:
-    """First code in the child: die with the parent, stay offline, keep to our cores."""
-    from edgeq.jobs.worker import die_with_parent
-
-    die_with_parent()
+    """The child, once offline (`childproc.process`): keep to our cores, record why the task failed."""
     if cores:
         os.sched_setaffinity(0, cores)
-    from edgeq._offline import disable_telemetry, quiet_nncf
-
-    disable_telemetry()
-    quiet_nncf()
     try:
         task.target(*task.args)
     except BaseException as error:
         if task.workdir:
             Path(task.workdir, ERROR_FILE).write_text(f"{type(error).__name__}: {error}")
         raise
-    _exit_now()
-
-
-def _exit_now() -> None:
-    """Leave without interpreter teardown: the results are on disk, and tearing down torch, NNCF and
-    OpenVINO together has crashed a child after its work was done (seen once in a test run)."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    childproc.exit_now()
 
 
 def _core_shares(workers: int) -> list[list[int]]:
@@ -121,8 +104,7 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, time_budget_s: float |
 
     def start(task: Task, attempts: int) -> None:
         slot = free.pop(0)
-        process = context.Process(target=_bootstrap, args=(task, shares[slot]),
-                                  name=f"edgeq-{task.name}", daemon=True)
+        process = childproc.process(context, _bootstrap, (task, shares[slot]), name=f"edgeq-{task.name}", daemon=True)
         process.start()
         running[slot] = _Running(task, process, time.perf_counter(), attempts, shares[slot])
 

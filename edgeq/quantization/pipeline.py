@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeq._offline import disable_telemetry
 from edgeq.errors import Cancelled, InvalidArgument
 from edgeq.quantization.accuracy import METRICS, Budget
 from edgeq.quantization.events import EventSink, ProgressEvent, ignore
@@ -24,8 +23,6 @@ from edgeq.quantization.fallback import FallbackSettings
 from edgeq.quantization.recipe import Recipe
 from edgeq.quantization.speed import SpeedSettings
 from edgeq.sources.spec import Preprocess
-
-disable_telemetry()
 
 
 @dataclass

@@ -3,64 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openvino as ov
 
-from edgeq._boundary import dependency
+from edgeq.errors import InternalError
+from edgeq.quantization import nncf_adapter
+from edgeq.quantization.isolated import Task, run_tasks
+from edgeq.quantization.nncf_adapter import quantize
 from edgeq.quantization.recipe import Recipe
-
-
-def nncf_arguments(recipe: Recipe, ignored: list[str]) -> dict[str, Any]:
-    """The keyword arguments shared by nncf.quantize and nncf.quantize_with_accuracy_control."""
-    import nncf
-    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
-                                                       QuantizationParameters)
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    advanced: dict[str, Any] = {}
-    if recipe.smooth_quant_alpha is not None:
-        advanced["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=recipe.smooth_quant_alpha)
-    if recipe.activations_range != "default":
-        estimators = {
-            "minmax": RangeEstimatorParametersSet.MINMAX,
-            "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX,
-            "histogram": RangeEstimatorParametersSet.HISTOGRAM,
-        }
-        advanced["activations_range_estimator_params"] = estimators[recipe.activations_range]
-    if recipe.per_channel_activations:
-        advanced["activations_quantization_params"] = QuantizationParameters(per_channel=True)
-    return dict(
-        preset=nncf.QuantizationPreset.PERFORMANCE if recipe.preset == "performance" else nncf.QuantizationPreset.MIXED,
-        subset_size=recipe.subset_size,
-        fast_bias_correction=recipe.fast_bias_correction,
-        model_type=nncf.ModelType.TRANSFORMER if recipe.transformer else None,
-        ignored_scope=nncf.IgnoredScope(names=list(ignored)) if ignored else None,
-        advanced_parameters=AdvancedQuantizationParameters(**advanced) if advanced else None,
-    )
-
-
-def calibration_dataset(inputs: Any) -> Any:
-    """An nncf.Dataset over samples (anything with `.input`) or raw arrays, batch size 1."""
-    import nncf
-
-    def transform(item: Any) -> np.ndarray:
-        array = item.input if hasattr(item, "input") else item
-        return np.asarray(array, dtype=np.float32)[None]
-
-    return nncf.Dataset(inputs, transform)
-
-
-def quantize(model: ov.Model, calibration: Any, recipe: Recipe, ignored: list[str]) -> ov.Model:
-    import nncf
-
-    from edgeq._offline import quiet_nncf
-
-    quiet_nncf()
-    with dependency("NNCF post-training quantization"):
-        return nncf.quantize(model, calibration_dataset(calibration), **nncf_arguments(recipe, ignored))
 
 
 def shares_statistics(recipe: Recipe) -> bool:
@@ -76,63 +30,20 @@ def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe,
     NNCF merges the statistic points of the algorithms in one pipeline step and collects them in a
     single inference pass, each algorithm instance keeping its own collectors. A PTQ pipeline per
     recipe, their points merged, gives each recipe the model nncf.quantize gives (same weights, same
-    outputs), for the cost of one pass instead of one per recipe: on ViT-S/14 the pass was 18 of
-    the 23 s one recipe took. Only recipes that `shares_statistics` (run `smooth` first).
+    outputs), for the cost of one pass instead of one per recipe: most of one recipe's time is that
+    pass. Only recipes that `shares_statistics` (run `smooth` first).
     `timings` (if given) receives the seconds of the shared pass and of each recipe's own step.
     """
-    import time
-
-    from nncf.openvino.graph.nncf_graph_builder import GraphConverter
-    from nncf.openvino.quantization.backend_parameters import is_weight_compression_needed
-    from nncf.openvino.quantization.quantize_model import remove_friendly_name_duplicates
-    from nncf.openvino.rt_info import dump_parameters
-    from nncf.parameters import TargetDevice
-    from nncf.quantization.advanced_parameters import convert_to_dict_recursively
-    from nncf.quantization.algorithms.pipeline import collect_statistics
-    from nncf.quantization.algorithms.post_training.pipeline import create_ptq_pipeline
-    from openvino._offline_transformations import compress_quantize_weights_transformation
-
-    from edgeq._offline import quiet_nncf
-    from edgeq.errors import InternalError
-
     if not all(shares_statistics(recipe) for recipe, _ in members):
         raise InternalError("quantize_many() needs recipes without SmoothQuant and with fast bias correction")
-    quiet_nncf()
-    with dependency("NNCF post-training quantization (shared statistics)"):
-        model = remove_friendly_name_duplicates(model)
-        graph = GraphConverter.create_nncf_graph(model)
-        arguments = [nncf_arguments(recipe, ignored) for recipe, ignored in members]
-        pipelines = [create_ptq_pipeline(**args) for args in arguments]
-        if any(len(pipeline.pipeline_steps) != 1 for pipeline in pipelines):
-            raise InternalError("NNCF's PTQ pipeline has more than one step for a recipe without SmoothQuant")
-        points = [pipeline.get_statistic_points_for_step(0, model, graph) for pipeline in pipelines]
-        started = time.perf_counter()
-        statistics = collect_statistics(points, model, graph, calibration_dataset(calibration))
-        statistics_s, apply_s = round(time.perf_counter() - started, 2), []
-        quantized = []
-        for pipeline, args in zip(pipelines, arguments):
-            started = time.perf_counter()
-            result = pipeline.run_step(0, statistics, model, graph)
-            if is_weight_compression_needed(args["advanced_parameters"]):
-                compress_quantize_weights_transformation(result)  # int8 weights on disk, as nncf.quantize
-            dump_parameters(result, {  # the record of how it was quantized, as nncf.quantize writes it
-                **{key: args[key] for key in ("preset", "subset_size", "fast_bias_correction", "model_type", "ignored_scope")},
-                "target_device": TargetDevice.ANY.value,
-                "advanced_parameters": convert_to_dict_recursively(args["advanced_parameters"])})
-            quantized.append(result)
-            apply_s.append(round(time.perf_counter() - started, 2))
-    if timings is not None:
-        timings.update(statistics_s=statistics_s, apply_s=apply_s)
-    return quantized
+    return nncf_adapter.quantize_sharing_statistics(model, calibration, members, timings)
 
 
 def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
     """SmoothQuant's alpha per layer type as NNCF's PTQ pipeline would use them; None if it does not smooth."""
-    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
-
-    defaults = AdvancedSmoothQuantParameters()
-    alphas = {"convolution": defaults.convolution,
-              "matmul": defaults.matmul if recipe.smooth_quant_alpha is None else recipe.smooth_quant_alpha}
+    alphas = nncf_adapter.default_smoothing_alphas()
+    if recipe.smooth_quant_alpha is not None:
+        alphas["matmul"] = recipe.smooth_quant_alpha
     return alphas if recipe.transformer and max(alphas.values()) >= 0 else None
 
 
@@ -165,23 +76,11 @@ def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> lis
     `quantize_many`, one step per recipe with their statistic points merged gives each recipe its
     own smoothed model for the cost of one pass.
     """
-    from nncf.openvino.graph.nncf_graph_builder import GraphConverter
-    from nncf.quantization.algorithms.pipeline import Pipeline, collect_statistics
-    from nncf.quantization.algorithms.smooth_quant.algorithm import SmoothQuant
-
-    from edgeq._offline import quiet_nncf
-    from edgeq.errors import InternalError
-
     alphas = [smoothing_alphas(recipe) for recipe in recipes]
     if any(a is None for a in alphas):
         raise InternalError("smooth() called for a recipe without SmoothQuant")
-    quiet_nncf()
-    with dependency("NNCF SmoothQuant"):
-        graph = GraphConverter.create_nncf_graph(model)
-        pipelines = [Pipeline([[SmoothQuant(recipe.subset_size, alpha_map=a)]]) for recipe, a in zip(recipes, alphas)]
-        points = [pipeline.get_statistic_points_for_step(0, model, graph) for pipeline in pipelines]
-        statistics = collect_statistics(points, model, graph, calibration_dataset(calibration))
-        smoothed = [pipeline.run_step(0, statistics, model, graph) for pipeline in pipelines]
+    smoothed = nncf_adapter.smooth_sharing_statistics(
+        model, calibration, [(recipe.subset_size, a) for recipe, a in zip(recipes, alphas) if a is not None])
     for result, a in zip(smoothed, alphas):
         result.set_rt_info(str(a), ["edgeq", "smooth_quant_alphas"])
     return smoothed
@@ -190,8 +89,6 @@ def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> lis
 # ---- the same, in a child process ------------------------------------------------------------
 def _child_inputs(workdir: str, model_xml: str, calibration_npy: str) -> tuple[dict[str, Any], ov.Model, list[Any]]:
     """Child side: what a task's files hold (params.json, the IR, the calibration samples)."""
-    import json
-
     params = json.loads((Path(workdir) / "params.json").read_text())
     calibration = np.load(calibration_npy, mmap_mode="r")
     return params, ov.Core().read_model(model_xml), [calibration[i] for i in range(len(calibration))]
@@ -213,8 +110,6 @@ def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
 def _quantize_many_files(workdir: str, model_xml: str, calibration_npy: str) -> None:
     """Child side of `many_task`: one statistics pass, an int8.xml in each member's directory,
     the pass's and each member's seconds in `workdir/timings.json`."""
-    import json
-
     params, model, calibration = _child_inputs(workdir, model_xml, calibration_npy)
     recipes = [Recipe.from_dict(member["recipe"]) for member in params["members"]]
     if params.get("smoothed"):
@@ -237,10 +132,6 @@ def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
 
 def _task(name: str, target: Any, workdir: Path, params: dict[str, Any], model_xml: Path, calibration_npy: Path) -> Any:
     """An isolated.Task whose child reads `params` (written here), the IR and the calibration samples."""
-    import json
-
-    from edgeq.quantization.isolated import Task
-
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "params.json").write_text(json.dumps(params))
     return Task(name, target, (str(workdir), str(model_xml), str(calibration_npy)), str(workdir))
@@ -281,8 +172,6 @@ def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, reci
     An empty mapping if no recipe smooths or the step failed: then every candidate smooths for
     itself, as nncf.quantize does.
     """
-    from edgeq.quantization.isolated import run_tasks
-
     distinct = {key: recipe for recipe in recipes if (key := smoothing_key(recipe)) is not None}
     if not distinct:
         return {}, 0.0
@@ -296,9 +185,6 @@ def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, reci
 def quantize_isolated(workdir: Path, float_xml: Path, calibration_npy: Path, recipe: Recipe, ignored: list[str],
                       cancelled: Any = lambda: False, smoothed_xml: Path | None = None) -> ov.Model:
     """`quantize` in a spawned child (retried once if it dies by a signal); raises InternalError if it fails."""
-    from edgeq.errors import InternalError
-    from edgeq.quantization.isolated import run_tasks
-
     task = ptq_task(workdir, "ptq", float_xml, calibration_npy, recipe, ignored, smoothed_xml)
     (outcome,) = run_tasks([task], cancelled=cancelled)
     if not outcome.ok:

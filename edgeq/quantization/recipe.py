@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeq.errors import InvalidArgument
-from edgeq.quantization.rules import DEFAULT_RULES
+from edgeq.quantization.rules import DEFAULT_RULES, parse_rules
 
 PRESETS = ("performance", "mixed")
 RANGE_ESTIMATORS = ("default", "minmax", "mean_minmax", "histogram")
@@ -32,8 +32,6 @@ class Recipe:
             raise InvalidArgument(f"SmoothQuant alpha must be <= 1 (negative turns it off), got {self.smooth_quant_alpha}")
         if self.activations_range not in RANGE_ESTIMATORS:
             raise InvalidArgument(f"activation range estimator must be one of {RANGE_ESTIMATORS}")
-        from edgeq.quantization.rules import parse_rules
-
         parse_rules(list(self.rules))  # validates every rule text
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openvino as ov
+
 from edgeq.quantization import ptq
+from edgeq.quantization.isolated import run_tasks
 from edgeq.quantization.recipe import Recipe
 
 
@@ -65,10 +68,6 @@ def _quantized_models(work: Path, float_xml: Path, calibration_npy: Path, recipe
     quantize every size from one statistics pass (`ptq.quantize_many`, a few seconds per extra
     size) where the recipe allows; otherwise one NNCF run per size, only when it is asked for.
     """
-    import openvino as ov
-
-    from edgeq.quantization.isolated import run_tasks
-
     def read(size: int) -> Any:
         return ov.Core().read_model(str(work / f"revert-{size}" / "int8.xml"))
 

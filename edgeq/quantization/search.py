@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openvino as ov
 
 from edgeq.errors import InternalError
-from edgeq.quantization import accuracy, ptq, rules
+from edgeq.quantization import accuracy, nncf_adapter, ptq, rules
+from edgeq.quantization.isolated import Task, run_tasks
 from edgeq.quantization.recipe import Recipe
 
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -71,28 +73,8 @@ SEARCH_CALIBRATION = 100
 SEARCH_RANKING = 100
 
 
-def per_channel_activations_unsupported() -> str | None:
-    """Why per-channel activation scales cannot be tried on the CPU target, or None if they can.
-
-    NNCF's hardware description for CPU lists the quantizer configurations OpenVINO's CPU plugin
-    executes; asking for others makes nncf.quantize refuse ("incompatible with HW capabilities").
-    Read it instead of spending a child process to find out.
-    """
-    try:
-        from nncf.common.hardware.config import get_hw_setup
-        from nncf.common.hardware.opset import HWOpName
-        from nncf.parameters import TargetDevice
-
-        matmul = [op for op in get_hw_setup(TargetDevice.CPU) if op.type == HWOpName.MAT_MUL]
-        if any(config.per_channel for op in matmul for space in op.activations for config in space.get_all_qconfigs()):
-            return None
-    except (ImportError, AttributeError) as error:  # NNCF moved its hardware description: do not guess
-        return f"NNCF's CPU hardware description could not be read ({error})"
-    return "not supported on CPU: NNCF's CPU hardware description allows per-tensor MatMul activations only"
-
-
 def _skipped(overrides: dict[str, Any]) -> str | None:
-    return per_channel_activations_unsupported() if overrides.get("per_channel_activations") else None
+    return nncf_adapter.per_channel_activations_unsupported() if overrides.get("per_channel_activations") else None
 
 
 def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
@@ -105,8 +87,6 @@ def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
 
 def _score_files(workdir: str, ranking_dir: str, metric: str) -> None:
     """Child side: score workdir/int8.xml on the ranking subset; score.json and the outputs beside it."""
-    import openvino as ov
-
     ranking = Path(ranking_dir)
     inputs = np.load(ranking / "inputs.npy", mmap_mode="r")
     labels = np.load(ranking / "labels.npy") if (ranking / "labels.npy").exists() else None
@@ -242,8 +222,6 @@ class _Round:
 
     def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
             ranking: Path, round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
-        from edgeq.quantization.isolated import Task, run_tasks
-
         folder = self.work / f"round{round_number}"
         planned, rows = self.plan(candidates, samples, round_number)
         ranked_on = len(np.load(ranking / "inputs.npy", mmap_mode="r"))
@@ -325,8 +303,6 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
            cancelled: Callable[[], bool] = lambda: False) -> Searched:
     """The best recipe, its INT8 model and outputs on the ranking subset, and one row per candidate
     and round; candidates run in parallel children."""
-    import openvino as ov
-
     work.mkdir(parents=True, exist_ok=True)
     float_xml = work / "float.xml"
     if not float_xml.exists():

@@ -16,14 +16,14 @@ def _sqnr_chart(sqnr: dict[str, Any], limit: int = 40) -> str:
     items = [(name, value) for name, value in sqnr.items() if isinstance(value, (int, float))][:limit]
     if not items:
         return ""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib is heavy and serving never loads it. A Figure with no pyplot renders through Agg
+    # by itself (savefig picks the canvas for the format): no global backend for the host to inherit.
+    from matplotlib.figure import Figure
 
     names = [short_name(n)[-48:] for n, _ in items]
     values = [v for _, v in items]
-    figure, axis = plt.subplots(figsize=(9, 0.28 * len(items) + 1.2))
+    figure = Figure(figsize=(9, 0.28 * len(items) + 1.2))
+    axis = figure.subplots()
     colours = ["#c0392b" if v < 20 else "#e67e22" if v < 30 else "#27ae60" for v in values]
     axis.barh(range(len(values)), values, color=colours)
     axis.set_yticks(range(len(values)), names, fontsize=7)
@@ -33,7 +33,6 @@ def _sqnr_chart(sqnr: dict[str, Any], limit: int = 40) -> str:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode()
 
 

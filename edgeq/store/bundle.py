@@ -11,7 +11,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from edgeq.data.archive import SafeArchive
+from edgeq.archive import SafeArchive
 from edgeq.errors import FailedPrecondition, InvalidArgument
 from edgeq.store.repository import MANIFEST, ModelStore, VersionInfo, verify_manifest
 
