@@ -261,7 +261,7 @@ def serve_forever(**options: Any) -> None:
 
 
 def main() -> None:
-    from edgeq.cli_remote import add_serve_arguments, options_from_args
+    from edgeq.cli.remote import add_serve_arguments, options_from_args
 
     parser = argparse.ArgumentParser(description="edgeq gRPC server")
     add_serve_arguments(parser)

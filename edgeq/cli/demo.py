@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgeq.cli.progress import run_with_progress
 from edgeq.datasets import fashion_mnist
-
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fmnist_sample.npz"
 
 
 def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> tuple[Path, Path]:
@@ -28,7 +29,6 @@ def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> t
 
 
 def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
-    from edgeq.cli import run_with_progress
     from edgeq.quantization.accuracy import Budget
     from edgeq.quantization.pipeline import QuantizeRequest
     from edgeq.report.summary import summary_lines
@@ -51,3 +51,15 @@ def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
         print(f"serving {store} on 127.0.0.1:{port} (KServe v2 gRPC); Ctrl-C stops")
         serve_forever(store=store, host="127.0.0.1", port=port)
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(Path(args.store), serve=args.serve, port=args.port)
+
+
+def add_commands(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="quantize the Fashion-MNIST ViT shipped with edgeq (and serve it)")
+    demo.add_argument("--store", default="demo-store")
+    demo.add_argument("--serve", action="store_true", help="serve it afterwards with the gRPC server")
+    demo.add_argument("--port", type=int, default=8001)
+    demo.set_defaults(func=cmd_demo)

@@ -1,16 +1,14 @@
-"""The `edgeq` command. Quantization commands run with no gRPC loaded; the server, client and
-load generator are imported only inside the commands that need them."""
+"""CLI commands that need no server: quantize (in this process) and models (a local store)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import EdgeqError, InvalidArgument
+from edgeq.cli.progress import run_with_progress
+from edgeq.errors import InvalidArgument
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -89,22 +87,6 @@ def request_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def run_with_progress(request: Any) -> Any:
-    """Run a job with one rich progress bar that names the stage."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from edgeq.quantization.pipeline import run
-
-    with Progress(TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), transient=False) as progress:
-        task = progress.add_task("starting", total=1.0, stage="")
-
-        def on_event(event: Any) -> None:
-            progress.update(task, completed=event.fraction, description=event.message, stage=event.stage)
-
-        return run(request, on_event)
-
-
 def cmd_quantize(args: argparse.Namespace) -> int:
     from edgeq.report.summary import summary_lines
 
@@ -146,10 +128,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(info.report(), indent=2))
         return 0
     if args.action == "import":
-        from edgeq.cli_remote import cmd_import
+        from edgeq.store.bundle import import_bundle
 
-        args.bundle = args.model
-        return cmd_import(args)
+        info = import_bundle(store, Path(args.model), args.name)
+        print(f"imported {info.name} version {info.version} into {args.store}")
+        return 0
     if args.action == "promote":
         if not args.model or not args.version:
             raise InvalidArgument("edgeq models promote NAME --version N")
@@ -164,16 +147,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 2
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from edgeq.demo import run_demo
-
-    return run_demo(Path(args.store), serve=args.serve, port=args.port)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeq", description="INT8 quantization and serving of transformers on CPUs")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(commands: Any) -> None:
     quantize = commands.add_parser("quantize", help="quantize a model into the store (no server needed)")
     quantize.add_argument("--store", required=True)
     _add_quantize_options(quantize)
@@ -187,29 +161,3 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--store", required=True)
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
-
-    demo = commands.add_parser("demo", help="quantize the Fashion-MNIST ViT shipped with edgeq (and serve it)")
-    demo.add_argument("--store", default="demo-store")
-    demo.add_argument("--serve", action="store_true", help="serve it afterwards with the gRPC server")
-    demo.add_argument("--port", type=int, default=8001)
-    demo.set_defaults(func=cmd_demo)
-
-    from edgeq.cli_remote import add_remote_commands
-
-    add_remote_commands(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except EdgeqError as error:
-        print(f"edgeq: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

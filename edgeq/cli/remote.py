@@ -1,4 +1,4 @@
-"""CLI commands that run or talk to a server: serve, submit, jobs, export, models import.
+"""CLI commands that run or talk to a server: serve, submit, jobs, bench, health, export.
 
 The gRPC side (`edgeq_server`) is imported inside each command, so `edgeq quantize` never loads it.
 """
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeq.cli.progress import stage_progress
 
 SERVE_OPTIONS = ("store", "host", "port", "metrics_port", "keep_versions", "max_batch_size", "max_message_bytes",
                  "max_queued_jobs", "tls_cert", "tls_key", "tls_client_ca", "token_file", "require_infer_token",
@@ -52,8 +53,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from edgeq_server.client import EdgeqClient
     from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 
@@ -76,13 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"job {job.id} queued")
         if args.no_watch:
             return 0
-        with Progress(TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(), TextColumn("{task.description}"),
-                      TimeElapsedColumn()) as progress:
-            task = progress.add_task("queued", total=1.0, stage="")
-
-            def on_event(event: Any) -> None:
-                progress.update(task, completed=event.fraction, description=event.message, stage=event.stage)
-
+        with stage_progress("queued") as on_event:
             final = client.watch(job.id, on_event)
         state = pb.JobState.Name(final.state)
         print(f"job {final.id}: {state}" + (f", version {final.version}" if final.version else "")
@@ -201,16 +194,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from edgeq.store import ModelStore
-    from edgeq.store.bundle import import_bundle
-
-    info = import_bundle(ModelStore(args.store), Path(args.bundle), args.name)
-    print(f"imported {info.name} version {info.version} into {args.store}")
-    return 0
-
-
-def add_remote_commands(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gRPC server (KServe v2 inference + edgeq management)")
     add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
