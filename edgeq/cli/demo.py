@@ -29,14 +29,15 @@ def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> t
 
 
 def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
-    from edgeq.quantization.accuracy import Budget
+    from edgeq.options import QuantizeOptions
     from edgeq.quantization.pipeline import QuantizeRequest
     from edgeq.report.summary import summary_lines
 
     calibration, validation = demo_data(store / ".demo-data")
+    # a demo serves what it made (force_promote); the report still says if it is slower
+    options = QuantizeOptions(metric="top1", max_drop=0.005, force_promote=True)
     request = QuantizeRequest(model="timm:edgeq_vit_fmnist", calibration=calibration, validation=validation,
-                              store=store, name="vit-fmnist", metric="top1", budget=Budget(0.005),
-                              force_promote=True)  # a demo serves what it made; the report still says if it is slower
+                              store=store, name="vit-fmnist", options=options)
     result = run_with_progress(request)
     for line in summary_lines(result.report):
         print(line)

@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from edgeq._offline import disable_telemetry
 from edgeq.errors import Cancelled, InvalidArgument
-from edgeq.quantization.accuracy import METRICS, Budget
+from edgeq.options import QuantizeOptions
+from edgeq.quantization.accuracy import Budget
 from edgeq.quantization.events import EventSink, ProgressEvent, ignore
 from edgeq.quantization.fallback import FallbackSettings
 from edgeq.quantization.recipe import Recipe
@@ -30,7 +32,10 @@ disable_telemetry()
 
 @dataclass
 class QuantizeRequest:
-    """Everything one job needs; validated before any heavy work starts."""
+    """Where one job reads from and publishes to, and its options (declared in edgeq.options).
+
+    The properties are the pipeline's views of the options: Budget, Recipe, fallback and speed
+    settings are derived here, never declared a second time."""
 
     model: str
     calibration: str | Path
@@ -38,36 +43,86 @@ class QuantizeRequest:
     name: str
     weights: str | Path | None = None
     validation: str | Path | None = None
-    input_shape: tuple[int, ...] | None = None
-    preprocess: Preprocess | None = None
-    output_node: str | None = None
-    metric: str = "agreement"
-    budget: Budget = field(default_factory=Budget)
-    recipe: Recipe = field(default_factory=Recipe)
-    fallback: FallbackSettings | None = field(default_factory=FallbackSettings)
-    holdout_fraction: float = 0.3
-    validation_limit: int | None = 10_000
-    sensitivity_samples: int = 8
-    speed: SpeedSettings | None = field(default_factory=SpeedSettings)
-    min_speedup: float | None = 1.1  # speed gate vs the default float model; None: no gate
-    force_promote: bool = False  # serve the version even if it misses the speed gate
-    search_workers: int | None = None  # parallel --auto candidates; None: one per core
-    auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
-    ranking_samples: int = 300
-    search_calibration: int = 100  # --auto's first round: calibration samples per candidate
+    options: QuantizeOptions = field(default_factory=QuantizeOptions)
+    search_workers: int | None = None  # parallel --auto candidates; None: one per core (the machine's, not the job's)
 
     def __post_init__(self) -> None:
         from edgeq.names import check_model_name
 
         check_model_name(self.name)
-        if self.metric not in METRICS:
-            raise InvalidArgument(f"metric must be one of {METRICS}, got {self.metric!r}")
-        if not 0.05 <= self.holdout_fraction <= 0.5:
-            raise InvalidArgument(f"hold-out fraction must be in [0.05, 0.5], got {self.holdout_fraction}")
-        if self.validation_limit is not None and self.validation_limit < 1:
-            raise InvalidArgument("validation limit must be positive")
-        if self.search_calibration < 1:
-            raise InvalidArgument(f"search calibration must be at least 1 sample, got {self.search_calibration}")
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.options.max_drop, self.options.relative)
+
+    @cached_property
+    def recipe(self) -> Recipe:
+        o = self.options
+        return Recipe(preset=o.preset, transformer=not o.no_transformer, rules=Recipe().rules if o.rules is None else o.rules,
+                      subset_size=o.subset_size, smooth_quant_alpha=o.smooth_quant_alpha,
+                      activations_range=o.activations_range)
+
+    @property
+    def fallback(self) -> FallbackSettings | None:
+        o = self.options
+        return None if o.no_fallback else FallbackSettings(o.time_budget, o.max_iterations, o.ranking_subset)
+
+    @property
+    def speed(self) -> SpeedSettings | None:
+        o = self.options
+        return SpeedSettings(o.batch_sizes, o.speed_seconds, o.speed_rounds) if o.speed_seconds > 0 else None
+
+    @property
+    def preprocess(self) -> Preprocess | None:
+        o = self.options
+        if o.image_size is None:
+            return None
+        return Preprocess(size=o.image_size, channels=o.channels, mean=o.mean or (0.0,) * o.channels,
+                          std=o.std or (1.0,) * o.channels)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        return self.options.input_shape
+
+    @property
+    def output_node(self) -> str | None:
+        return self.options.output_node
+
+    @property
+    def metric(self) -> str:
+        return self.options.metric
+
+    @property
+    def holdout_fraction(self) -> float:
+        return self.options.holdout_fraction
+
+    @property
+    def validation_limit(self) -> int:
+        return self.options.validation_limit
+
+    @property
+    def sensitivity_samples(self) -> int:
+        return self.options.sensitivity_samples
+
+    @property
+    def min_speedup(self) -> float:
+        return self.options.min_speedup
+
+    @property
+    def force_promote(self) -> bool:
+        return self.options.force_promote
+
+    @property
+    def auto(self) -> bool:
+        return self.options.auto
+
+    @property
+    def ranking_samples(self) -> int:
+        return self.options.ranking_samples
+
+    @property
+    def search_calibration(self) -> int:
+        return self.options.search_calibration
 
 
 @dataclass

@@ -15,10 +15,9 @@ def hook(event, args):
         events.append([event, repr(args)[:200]])
 sys.addaudithook(hook)
 import edgeq
-from edgeq.quantization.accuracy import Budget
 if __name__ == "__main__":
     edgeq.quantize("timm:edgeq_vit_fmnist", calibration=sys.argv[1], store=sys.argv[2], name="quiet",
-                   budget=Budget(0.5), speed=None, sensitivity_samples=1)
+                   max_drop=0.5, speed_seconds=0, sensitivity_samples=1)
     print(json.dumps({"events": events, "telemetry_module": repr(sys.modules.get("openvino_telemetry"))}))
 """
 
