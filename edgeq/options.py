@@ -79,7 +79,7 @@ class QuantizeOptions(BaseModel):
     rules: tuple[Annotated[str, Field(min_length=1, max_length=1024)], ...] | None = option(
         None, "ignored-scope rule (repeatable): layernorm, softmax, attention, head, type:OP, name:REGEX, "
               "subgraph:IN->OUT; default: layernorm and softmax", proto="recipe.rules", flag="--rule",
-        min_length=1, max_length=256)
+        max_length=256)  # () from Python: no rules (an empty repeated field on the wire is "unset")
     subset_size: int = option(300, "calibration samples", proto="recipe.subset_size", ge=1, le=MAX_SAMPLES)
     smooth_quant_alpha: float | None = option(
         None, "SmoothQuant alpha; negative turns it off (default: NNCF's)", proto="recipe.smooth_quant_alpha",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -29,13 +29,25 @@ from edgeq.sources.spec import Preprocess
 
 disable_telemetry()
 
+T = TypeVar("T")
+
+
+class _Option(Generic[T]):
+    """`request.metric` reads `request.options.metric`, typed."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, request: Any, owner: type) -> T:
+        return cast(T, getattr(request.options, self.name))
+
 
 @dataclass
 class QuantizeRequest:
     """Where one job reads from and publishes to, and its options (declared in edgeq.options).
 
-    The properties are the pipeline's views of the options: Budget, Recipe, fallback and speed
-    settings are derived here, never declared a second time."""
+    The pipeline reads the options through it: Budget, Recipe, fallback and speed settings are
+    derived here, the rest read as they are; none is declared a second time."""
 
     model: str
     calibration: str | Path
@@ -58,9 +70,9 @@ class QuantizeRequest:
     @cached_property
     def recipe(self) -> Recipe:
         o = self.options
-        return Recipe(preset=o.preset, transformer=not o.no_transformer, rules=Recipe().rules if o.rules is None else o.rules,
-                      subset_size=o.subset_size, smooth_quant_alpha=o.smooth_quant_alpha,
-                      activations_range=o.activations_range)
+        return Recipe(preset=o.preset, transformer=not o.no_transformer,
+                      rules=Recipe().rules if o.rules is None else o.rules, subset_size=o.subset_size,
+                      smooth_quant_alpha=o.smooth_quant_alpha, activations_range=o.activations_range)
 
     @property
     def fallback(self) -> FallbackSettings | None:
@@ -80,49 +92,18 @@ class QuantizeRequest:
         return Preprocess(size=o.image_size, channels=o.channels, mean=o.mean or (0.0,) * o.channels,
                           std=o.std or (1.0,) * o.channels)
 
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        return self.options.input_shape
-
-    @property
-    def output_node(self) -> str | None:
-        return self.options.output_node
-
-    @property
-    def metric(self) -> str:
-        return self.options.metric
-
-    @property
-    def holdout_fraction(self) -> float:
-        return self.options.holdout_fraction
-
-    @property
-    def validation_limit(self) -> int:
-        return self.options.validation_limit
-
-    @property
-    def sensitivity_samples(self) -> int:
-        return self.options.sensitivity_samples
-
-    @property
-    def min_speedup(self) -> float:
-        return self.options.min_speedup
-
-    @property
-    def force_promote(self) -> bool:
-        return self.options.force_promote
-
-    @property
-    def auto(self) -> bool:
-        return self.options.auto
-
-    @property
-    def ranking_samples(self) -> int:
-        return self.options.ranking_samples
-
-    @property
-    def search_calibration(self) -> int:
-        return self.options.search_calibration
+    # options the pipeline reads as they are
+    input_shape = _Option[tuple[int, ...] | None]()
+    output_node = _Option[str | None]()
+    metric = _Option[str]()
+    holdout_fraction = _Option[float]()
+    validation_limit = _Option[int]()
+    sensitivity_samples = _Option[int]()
+    min_speedup = _Option[float]()
+    force_promote = _Option[bool]()
+    auto = _Option[bool]()
+    ranking_samples = _Option[int]()
+    search_calibration = _Option[int]()
 
 
 @dataclass

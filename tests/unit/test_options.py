@@ -93,13 +93,13 @@ def test_edgeq_quantize_takes_every_option_with_the_same_default() -> None:
 
 
 def test_help_states_each_default() -> None:
-    quantize = build_parser()._subparsers._group_actions[0].choices["quantize"]  # type: ignore[union-attr]
-    text = quantize.format_help()
+    subcommands: Any = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    text = subcommands.choices["quantize"].format_help()
     assert "(default: 0.01)" in text and "(default: 1.1)" in text and "--min-speedup" in text
 
 
 def test_violations_name_the_field_in_the_model_and_on_the_wire() -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         (dict(speed_seconds=1e9), "speed_seconds"), (dict(time_budget=-5), "time_budget"),
         (dict(time_budget=1e300), "time_budget"), (dict(min_speedup=-1), "min_speedup"),
         (dict(min_speedup=math.nan), "min_speedup"), (dict(smooth_quant_alpha=math.nan), "smooth_quant_alpha"),
