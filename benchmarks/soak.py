@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store = args.store
         if store is None:
-            from edgeq.demo import run_demo
+            from edgeq.cli.demo import run_demo
 
             store = Path(scratch) / "store"
             run_demo(store)

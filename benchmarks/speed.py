@@ -22,7 +22,6 @@ import openvino as ov
 
 import edgeq
 from edgeq.compile import cpu_description
-from edgeq.quantization.accuracy import Budget
 from edgeq.quantization.speed import SpeedSettings, compare
 from edgeq.sources import load_model
 
@@ -49,7 +48,7 @@ def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     calibration = np.random.default_rng(0).standard_normal((args.calibration, *loaded.input.shape)).astype(np.float32)
     np.savez(work / f"{name}.npz", inputs=calibration)
     result = edgeq.quantize(source, calibration=str(work / f"{name}.npz"), store=str(work / "store"), name=name,
-                            output_node=cut, metric="cosine", budget=Budget(0.5), fallback=None, speed=None,
+                            output_node=cut, metric="cosine", max_drop=0.5, no_fallback=True, speed_seconds=0,
                             sensitivity_samples=1)
     int8 = ov.Core().read_model(str(result.path / "model.xml"))
     settings = SpeedSettings(tuple(args.batches), args.seconds, args.rounds)

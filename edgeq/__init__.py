@@ -1,17 +1,18 @@
 """edgeq: quantize Vision Transformers to INT8 with NNCF and serve them with OpenVINO.
 
     import edgeq
-    result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration="calib.npz", store="models", name="vit")
+    result = edgeq.quantize("timm:edgeq_vit_fmnist", "calib.npz", store="models", name="vit", max_drop=0.005)
     print(result.version, result.report["accuracy"])
+
+`edgeq.quantize` also takes an `openvino.Model` and numpy arrays or samples in memory; its keyword
+options are the fields of `edgeq.options.QuantizeOptions`.
 
 Heavy modules (OpenVINO, NNCF, torch) are imported only when used.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from edgeq._offline import disable_telemetry
+from edgeq.api import quantize
 from edgeq.errors import (
     AlreadyExists, Cancelled, DeadlineExceeded, EdgeqError, FailedPrecondition, InternalError,
     InvalidArgument, NotFound, ResourceExhausted, Unimplemented,
@@ -23,16 +24,3 @@ __all__ = [
     "AlreadyExists", "Cancelled", "DeadlineExceeded", "EdgeqError", "FailedPrecondition", "InternalError",
     "InvalidArgument", "NotFound", "ResourceExhausted", "Unimplemented", "__version__", "quantize",
 ]
-
-
-def quantize(model: str, *, calibration: str, store: str, name: str, **options: Any) -> Any:
-    """Quantize `model` and publish it in `store` as a new version of `name`; returns a QuantizeResult.
-
-    `options` are the fields of `edgeq.quantization.pipeline.QuantizeRequest` (metric, budget, recipe, ...).
-    """
-    disable_telemetry()  # before OpenVINO loads: it imports its telemetry package with its converter
-    from edgeq.quantization.pipeline import QuantizeRequest, run
-
-    on_event = options.pop("on_event", None)
-    request = QuantizeRequest(model=model, calibration=calibration, store=store, name=name, **options)
-    return run(request, on_event) if on_event else run(request)

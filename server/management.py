@@ -20,6 +20,7 @@ from edgeq.runtime.registry import ModelRegistry
 from edgeq.store import ModelStore
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2_grpc as pb_grpc
+from edgeq_server.specs import spec_from_proto, spec_to_proto
 
 BUNDLE_CHUNK = 1 << 20
 
@@ -48,35 +49,12 @@ class ArtifactsServicer(pb_grpc.ArtifactsServicer):
         return pb.Artifact(sha256=artifact.sha256, size=artifact.size, filename=artifact.filename)
 
 
-def spec_from_proto(message: pb.JobSpec) -> JobSpec:
-    source = message.model.WhichOneof("source")
-    recipe = message.recipe
-    return JobSpec(
-        target_name=message.target_name,
-        timm=message.model.timm if source == "timm" else "",
-        onnx_artifact=message.model.onnx_artifact if source == "onnx_artifact" else "",
-        ir_artifact=message.model.ir_artifact if source == "ir_artifact" else "",
-        weights_artifact=message.model.weights_artifact,
-        calibration_artifact=message.calibration_artifact, validation_artifact=message.validation_artifact,
-        input_shape=list(message.input_shape), image_size=list(message.preprocessing.size),
-        mean=list(message.preprocessing.mean), std=list(message.preprocessing.std),
-        metric=message.metric or "agreement", max_drop=message.max_drop or 0.01, relative_drop=message.relative_drop,
-        preset=recipe.preset or "performance", rules=list(recipe.rules), subset_size=recipe.subset_size or 300,
-        smooth_quant_alpha=recipe.smooth_quant_alpha if recipe.has_smooth_quant_alpha else None,
-        activations_range=recipe.activations_range or "default", transformer=not recipe.not_transformer,
-        time_budget_seconds=message.time_budget_seconds or 600.0, max_iterations=message.max_iterations or 30,
-        no_fallback=message.no_fallback, min_speedup=message.min_speedup or 1.1,
-        speed_seconds=message.speed_seconds if message.speed_seconds else 1.0, output_node=message.output_node,
-        auto=message.auto,
-        force_promote=message.force_promote,
-    )
-
-
 def job_to_proto(record: JobRecord) -> pb.Job:
     return pb.Job(id=record.id, state=pb.JobState.Value(record.state), target_name=record.target_name,
                   version=record.version, error=record.error, stage=record.stage, fraction=record.fraction,
                   message=record.message, created_unix=record.created, updated_unix=record.updated,
-                  result_json=json.dumps(record.result) if record.result else "", budget_met=record.budget_met)
+                  result_json=json.dumps(record.result) if record.result else "", budget_met=record.budget_met,
+                  spec=spec_to_proto(JobSpec.from_dict(record.spec), every=True))
 
 
 class QuantizationServicer(pb_grpc.QuantizationServicer):

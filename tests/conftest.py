@@ -52,11 +52,9 @@ def fmnist_result(fmnist_npz: dict[str, Path], tmp_path_factory: pytest.TempPath
     served; the speed gate's own behaviour is tested in test_speed_gate.py.
     """
     import edgeq
-    from edgeq.quantization.accuracy import Budget
-    from edgeq.quantization.speed import SpeedSettings
 
     store = tmp_path_factory.mktemp("store")
     return edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
                           validation=fmnist_npz["validation"], store=str(store), name="vit-fmnist", metric="top1",
-                          budget=Budget(0.02), speed=SpeedSettings((1,), FAST_SPEED_SECONDS, 1), sensitivity_samples=4,
+                          max_drop=0.02, speed_seconds=FAST_SPEED_SECONDS, speed_rounds=1, sensitivity_samples=4,
                           force_promote=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +10,13 @@ from edgeq.archive import SafeArchive
 from edgeq.artifacts import ArtifactStore
 from edgeq.errors import InvalidArgument
 from edgeq.names import check_model_name
+from edgeq.options import QuantizeOptions
 
 
 @dataclass
 class JobSpec:
+    """What a job quantizes (a timm name or artifacts) and how (its options, declared in edgeq.options)."""
+
     target_name: str
     timm: str = ""
     onnx_artifact: str = ""
@@ -21,30 +24,11 @@ class JobSpec:
     weights_artifact: str = ""
     calibration_artifact: str = ""
     validation_artifact: str = ""
-    input_shape: list[int] = field(default_factory=list)
-    image_size: list[int] = field(default_factory=list)
-    mean: list[float] = field(default_factory=list)
-    std: list[float] = field(default_factory=list)
-    metric: str = "agreement"
-    max_drop: float = 0.01
-    relative_drop: bool = False
-    preset: str = "performance"
-    rules: list[str] = field(default_factory=list)
-    subset_size: int = 300
-    smooth_quant_alpha: float | None = None
-    activations_range: str = "default"
-    transformer: bool = True
-    time_budget_seconds: float = 600.0
-    max_iterations: int = 30
-    no_fallback: bool = False
-    min_speedup: float = 1.1
-    speed_seconds: float = 1.0
-    output_node: str = ""
-    auto: bool = False
-    force_promote: bool = False
+    options: QuantizeOptions = field(default_factory=QuantizeOptions)
 
     def validate(self, artifacts: ArtifactStore) -> None:
-        """Cheap checks at submit time, so a bad spec fails before it is queued."""
+        """Cheap checks at submit time, so a bad spec fails before it is queued (the options
+        were checked when they were built)."""
         check_model_name(self.target_name)
         sources = [s for s in (self.timm, self.onnx_artifact, self.ir_artifact) if s]
         if len(sources) != 1:
@@ -55,51 +39,47 @@ class JobSpec:
                     self.validation_artifact):
             if ref:
                 artifacts.get(ref)
-        self.to_request(artifacts, store=Path("."), workdir=None)  # validates every option
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        return {**data, "options": self.options.model_dump(mode="json")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
-        return cls(**data)
+        if "options" not in data:
+            data = _from_flat_record(data)
+        return cls(**{**data, "options": QuantizeOptions(**data["options"])})
 
-    def to_request(self, artifacts: ArtifactStore, store: Path, workdir: Path | None) -> Any:
-        from edgeq.quantization.accuracy import Budget
-        from edgeq.quantization.fallback import FallbackSettings
+    def to_request(self, artifacts: ArtifactStore, store: Path, workdir: Path) -> Any:
         from edgeq.quantization.pipeline import QuantizeRequest
-        from edgeq.quantization.recipe import Recipe
-        from edgeq.quantization.speed import SpeedSettings
-        from edgeq.sources.spec import Preprocess
 
         if self.timm:
             model = f"timm:{self.timm}"
         elif self.onnx_artifact:
             model = str(artifacts.get(self.onnx_artifact).path)
         else:
-            model = str(_unpack_ir(artifacts.get(self.ir_artifact).path, workdir)) if workdir else "ir.xml"
-        preprocess = None
-        if self.image_size:
-            if len(self.image_size) != 2:
-                raise InvalidArgument("preprocessing size must be [height, width]")
-            channels = len(self.mean or self.std or [0, 0, 0])
-            preprocess = Preprocess(size=(self.image_size[0], self.image_size[1]), channels=channels,
-                                    mean=tuple(self.mean or [0.0] * channels), std=tuple(self.std or [1.0] * channels))
-        recipe = Recipe(preset=self.preset, transformer=self.transformer,
-                        rules=tuple(self.rules) if self.rules else Recipe().rules, subset_size=self.subset_size,
-                        smooth_quant_alpha=self.smooth_quant_alpha, activations_range=self.activations_range)
+            model = str(_unpack_ir(artifacts.get(self.ir_artifact).path, workdir))
         return QuantizeRequest(
-            model=model, calibration=artifacts.get(self.calibration_artifact).path if workdir else "calibration",
-            validation=(artifacts.get(self.validation_artifact).path if workdir else "validation")
-            if self.validation_artifact else None,
-            weights=artifacts.get(self.weights_artifact).path if self.weights_artifact and workdir else None,
-            store=store, name=self.target_name, input_shape=tuple(self.input_shape) or None, preprocess=preprocess,
-            output_node=self.output_node or None, metric=self.metric,
-            budget=Budget(self.max_drop, self.relative_drop), recipe=recipe,
-            fallback=None if self.no_fallback else FallbackSettings(self.time_budget_seconds, self.max_iterations),
-            speed=SpeedSettings(seconds_per_round=self.speed_seconds) if self.speed_seconds > 0 else None,
-            min_speedup=self.min_speedup, auto=self.auto, force_promote=self.force_promote,
+            model=model, calibration=artifacts.get(self.calibration_artifact).path,
+            validation=artifacts.get(self.validation_artifact).path if self.validation_artifact else None,
+            weights=artifacts.get(self.weights_artifact).path if self.weights_artifact else None,
+            store=store, name=self.target_name, options=self.options,
         )
+
+
+_SOURCE_FIELDS = ("target_name", "timm", "onnx_artifact", "ir_artifact", "weights_artifact", "calibration_artifact",
+                  "validation_artifact")
+_RENAMED = {"relative_drop": "relative", "time_budget_seconds": "time_budget"}
+
+
+def _from_flat_record(data: dict[str, Any]) -> dict[str, Any]:
+    """A record written before the options were one model: options at the top level, empty
+    values for "unset", `transformer` where `no_transformer` is now, negative speed_seconds to skip."""
+    sources = {k: v for k, v in data.items() if k in _SOURCE_FIELDS}
+    options = {_RENAMED.get(k, k): v for k, v in data.items()
+               if k not in _SOURCE_FIELDS and k != "transformer" and v not in ("", [], None)}
+    options["speed_seconds"] = max(0.0, options.get("speed_seconds", 1.0))
+    return {**sources, "options": {**options, "no_transformer": not data.get("transformer", True)}}
 
 
 def _unpack_ir(archive: Path, workdir: Path) -> Path:

@@ -11,23 +11,40 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
 from edgeq.errors import Cancelled, InvalidArgument
-from edgeq.quantization.accuracy import METRICS, Budget
+from edgeq.options import QuantizeOptions
+from edgeq.quantization.accuracy import Budget
 from edgeq.quantization.events import EventSink, ProgressEvent, ignore
 from edgeq.quantization.fallback import FallbackSettings
 from edgeq.quantization.recipe import Recipe
 from edgeq.quantization.speed import SpeedSettings
 from edgeq.sources.spec import Preprocess
 
+T = TypeVar("T")
+
+
+class _Option(Generic[T]):
+    """`request.metric` reads `request.options.metric`, typed."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, request: Any, owner: type) -> T:
+        return cast(T, getattr(request.options, self.name))
+
 
 @dataclass
 class QuantizeRequest:
-    """Everything one job needs; validated before any heavy work starts."""
+    """Where one job reads from and publishes to, and its options (declared in edgeq.options).
+
+    The pipeline reads the options through it: Budget, Recipe, fallback and speed settings are
+    derived here, the rest read as they are; none is declared a second time."""
 
     model: str
     calibration: str | Path
@@ -35,36 +52,55 @@ class QuantizeRequest:
     name: str
     weights: str | Path | None = None
     validation: str | Path | None = None
-    input_shape: tuple[int, ...] | None = None
-    preprocess: Preprocess | None = None
-    output_node: str | None = None
-    metric: str = "agreement"
-    budget: Budget = field(default_factory=Budget)
-    recipe: Recipe = field(default_factory=Recipe)
-    fallback: FallbackSettings | None = field(default_factory=FallbackSettings)
-    holdout_fraction: float = 0.3
-    validation_limit: int | None = 10_000
-    sensitivity_samples: int = 8
-    speed: SpeedSettings | None = field(default_factory=SpeedSettings)
-    min_speedup: float | None = 1.1  # speed gate vs the default float model; None: no gate
-    force_promote: bool = False  # serve the version even if it misses the speed gate
-    search_workers: int | None = None  # parallel --auto candidates; None: one per core
-    auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
-    ranking_samples: int = 300
-    search_calibration: int = 100  # --auto's first round: calibration samples per candidate
+    options: QuantizeOptions = field(default_factory=QuantizeOptions)
+    search_workers: int | None = None  # parallel --auto candidates; None: one per core (the machine's, not the job's)
 
     def __post_init__(self) -> None:
         from edgeq.names import check_model_name
 
         check_model_name(self.name)
-        if self.metric not in METRICS:
-            raise InvalidArgument(f"metric must be one of {METRICS}, got {self.metric!r}")
-        if not 0.05 <= self.holdout_fraction <= 0.5:
-            raise InvalidArgument(f"hold-out fraction must be in [0.05, 0.5], got {self.holdout_fraction}")
-        if self.validation_limit is not None and self.validation_limit < 1:
-            raise InvalidArgument("validation limit must be positive")
-        if self.search_calibration < 1:
-            raise InvalidArgument(f"search calibration must be at least 1 sample, got {self.search_calibration}")
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.options.max_drop, self.options.relative)
+
+    @cached_property
+    def recipe(self) -> Recipe:
+        o = self.options
+        return Recipe(preset=o.preset, transformer=not o.no_transformer,
+                      rules=Recipe().rules if o.rules is None else o.rules, subset_size=o.subset_size,
+                      smooth_quant_alpha=o.smooth_quant_alpha, activations_range=o.activations_range)
+
+    @property
+    def fallback(self) -> FallbackSettings | None:
+        o = self.options
+        return None if o.no_fallback else FallbackSettings(o.time_budget, o.max_iterations, o.ranking_subset)
+
+    @property
+    def speed(self) -> SpeedSettings | None:
+        o = self.options
+        return SpeedSettings(o.batch_sizes, o.speed_seconds, o.speed_rounds) if o.speed_seconds > 0 else None
+
+    @property
+    def preprocess(self) -> Preprocess | None:
+        o = self.options
+        if o.image_size is None:
+            return None
+        return Preprocess(size=o.image_size, channels=o.channels, mean=o.mean or (0.0,) * o.channels,
+                          std=o.std or (1.0,) * o.channels)
+
+    # options the pipeline reads as they are
+    input_shape = _Option[tuple[int, ...] | None]()
+    output_node = _Option[str | None]()
+    metric = _Option[str]()
+    holdout_fraction = _Option[float]()
+    validation_limit = _Option[int]()
+    sensitivity_samples = _Option[int]()
+    min_speedup = _Option[float]()
+    force_promote = _Option[bool]()
+    auto = _Option[bool]()
+    ranking_samples = _Option[int]()
+    search_calibration = _Option[int]()
 
 
 @dataclass

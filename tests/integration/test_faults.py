@@ -40,7 +40,7 @@ def _children(pid: int) -> list[int]:
 
 def _job(client: EdgeqClient, calibration: str, name: str = "faulty") -> pb.Job:
     return client.submit(pb.JobSpec(target_name=name, model=pb.ModelSource(timm="edgeq_vit_fmnist"),
-                                    calibration_artifact=calibration, metric="agreement", max_drop=0.5, speed_seconds=-1))
+                                    calibration_artifact=calibration, metric="agreement", max_drop=0.5, speed_seconds=0))
 
 
 def test_kill_9_at_random_points_never_corrupts_the_store(fmnist_result, fmnist_npz, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -55,7 +55,7 @@ def _spec(client: EdgeqClient, onnx: Path, calibration: Path, validation: Path |
         model=pb.ModelSource(onnx_artifact=client.upload(onnx).sha256),
         calibration_artifact=client.upload(calibration).sha256,
         validation_artifact=client.upload(validation).sha256 if validation else "",
-        speed_seconds=-1, **options)  # type: ignore[arg-type]
+        speed_seconds=0, **options)  # type: ignore[arg-type]
 
 
 def test_upload_submit_watch_then_serve(onnx_model: Path, fmnist_npz: dict[str, Path], tmp_path: Path) -> None:

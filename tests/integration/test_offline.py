@@ -47,6 +47,7 @@ from edgeq.artifacts import ArtifactStore
 from edgeq.jobs.db import JobDB
 from edgeq.jobs.runner import JobRunner
 from edgeq.jobs.spec import JobSpec
+from edgeq.options import QuantizeOptions
 
 
 def through_the_worker(calibration: Path, root: Path) -> str:
@@ -54,7 +55,7 @@ def through_the_worker(calibration: Path, root: Path) -> str:
     writer = artifacts.writer("calibration.npz")
     writer.write(calibration.read_bytes())
     spec = JobSpec(target_name="quiet-job", timm="edgeq_vit_fmnist", calibration_artifact=writer.finish().sha256,
-                   max_drop=0.5, no_fallback=True, speed_seconds=0.0)
+                   options=QuantizeOptions(max_drop=0.5, no_fallback=True, speed_seconds=0.0))
     db = JobDB(root / "state" / "jobs.sqlite")
     job = db.create(spec.target_name, spec.to_dict())
     runner = JobRunner(root / "store", root / "state", db)
@@ -73,7 +74,7 @@ if __name__ == "__main__":
     # Only edgeq's entry point, nothing that loads OpenVINO first: a program that imports OpenVINO
     # before calling edgeq keeps OpenVINO's telemetry as that program configured it.
     edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(calibration), store=str(root / "store"), name="quiet",
-                   fallback=None, speed=None, sensitivity_samples=1)
+                   no_fallback=True, speed_seconds=0, sensitivity_samples=1)
     print("job:", through_the_worker(calibration, root))
 """
 

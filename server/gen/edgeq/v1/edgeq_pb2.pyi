@@ -74,25 +74,23 @@ class Preprocessing(_message.Message):
     def __init__(self, size: _Optional[_Iterable[int]] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Recipe(_message.Message):
-    __slots__ = ("preset", "rules", "subset_size", "has_smooth_quant_alpha", "smooth_quant_alpha", "activations_range", "not_transformer")
+    __slots__ = ("preset", "rules", "subset_size", "smooth_quant_alpha", "activations_range", "not_transformer")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     SUBSET_SIZE_FIELD_NUMBER: _ClassVar[int]
-    HAS_SMOOTH_QUANT_ALPHA_FIELD_NUMBER: _ClassVar[int]
     SMOOTH_QUANT_ALPHA_FIELD_NUMBER: _ClassVar[int]
     ACTIVATIONS_RANGE_FIELD_NUMBER: _ClassVar[int]
     NOT_TRANSFORMER_FIELD_NUMBER: _ClassVar[int]
     preset: str
     rules: _containers.RepeatedScalarFieldContainer[str]
     subset_size: int
-    has_smooth_quant_alpha: bool
     smooth_quant_alpha: float
     activations_range: str
     not_transformer: bool
-    def __init__(self, preset: _Optional[str] = ..., rules: _Optional[_Iterable[str]] = ..., subset_size: _Optional[int] = ..., has_smooth_quant_alpha: _Optional[bool] = ..., smooth_quant_alpha: _Optional[float] = ..., activations_range: _Optional[str] = ..., not_transformer: _Optional[bool] = ...) -> None: ...
+    def __init__(self, preset: _Optional[str] = ..., rules: _Optional[_Iterable[str]] = ..., subset_size: _Optional[int] = ..., smooth_quant_alpha: _Optional[float] = ..., activations_range: _Optional[str] = ..., not_transformer: _Optional[bool] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto", "force_promote")
+    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto", "force_promote", "ranking_subset", "validation_limit", "holdout_fraction", "sensitivity_samples", "batch_sizes", "speed_rounds", "ranking_samples", "search_calibration")
     TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +109,14 @@ class JobSpec(_message.Message):
     OUTPUT_NODE_FIELD_NUMBER: _ClassVar[int]
     AUTO_FIELD_NUMBER: _ClassVar[int]
     FORCE_PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    RANKING_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZES_FIELD_NUMBER: _ClassVar[int]
+    SPEED_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    RANKING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     target_name: str
     model: ModelSource
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -129,7 +135,15 @@ class JobSpec(_message.Message):
     output_node: str
     auto: bool
     force_promote: bool
-    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ..., force_promote: _Optional[bool] = ...) -> None: ...
+    ranking_subset: int
+    validation_limit: int
+    holdout_fraction: float
+    sensitivity_samples: int
+    batch_sizes: _containers.RepeatedScalarFieldContainer[int]
+    speed_rounds: int
+    ranking_samples: int
+    search_calibration: int
+    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ..., force_promote: _Optional[bool] = ..., ranking_subset: _Optional[int] = ..., validation_limit: _Optional[int] = ..., holdout_fraction: _Optional[float] = ..., sensitivity_samples: _Optional[int] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., speed_rounds: _Optional[int] = ..., ranking_samples: _Optional[int] = ..., search_calibration: _Optional[int] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)
@@ -138,7 +152,7 @@ class JobRef(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "target_name", "version", "error", "stage", "fraction", "message", "created_unix", "updated_unix", "result_json", "budget_met")
+    __slots__ = ("id", "state", "target_name", "version", "error", "stage", "fraction", "message", "created_unix", "updated_unix", "result_json", "budget_met", "spec")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +165,7 @@ class Job(_message.Message):
     UPDATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     BUDGET_MET_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     target_name: str
@@ -163,7 +178,8 @@ class Job(_message.Message):
     updated_unix: float
     result_json: str
     budget_met: bool
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., target_name: _Optional[str] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., stage: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., result_json: _Optional[str] = ..., budget_met: _Optional[bool] = ...) -> None: ...
+    spec: JobSpec
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., target_name: _Optional[str] = ..., version: _Optional[int] = ..., error: _Optional[str] = ..., stage: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., result_json: _Optional[str] = ..., budget_met: _Optional[bool] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job_id", "state", "stage", "fraction", "message", "metrics_json")

@@ -1,4 +1,4 @@
-"""CLI commands that run or talk to a server: serve, submit, jobs, export, models import.
+"""CLI commands that run or talk to a server: serve, submit, jobs, bench, health, export.
 
 The gRPC side (`edgeq_server`) is imported inside each command, so `edgeq quantize` never loads it.
 """
@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeq.cli.flags import add_job_arguments, add_option_flags, options_from_flags
+from edgeq.cli.progress import stage_progress
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from edgeq_server.app import serve_forever
@@ -20,11 +22,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from edgeq_server.client import EdgeqClient
     from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
+    from edgeq_server.specs import options_to_proto
 
+    options = options_from_flags(args)  # bad options fail here, before anything is uploaded
     with EdgeqClient(args.target) as client:
         source = pb.ModelSource()
         if args.model.startswith("timm:"):
@@ -35,22 +37,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
             source.ir_artifact = client.upload(args.model).sha256
         if args.weights:
             source.weights_artifact = client.upload(args.weights).sha256
-        spec = pb.JobSpec(target_name=args.name, model=source, metric=args.metric, max_drop=args.max_drop,
+        spec = pb.JobSpec(target_name=args.name, model=source,
                           calibration_artifact=client.upload(args.calibration).sha256,
-                          validation_artifact=client.upload(args.validation).sha256 if args.validation else "",
-                          recipe=pb.Recipe(rules=args.rules or []), auto=args.auto, force_promote=args.force,
-                          min_speedup=args.min_speedup)
+                          validation_artifact=client.upload(args.validation).sha256 if args.validation else "")
+        options_to_proto(options, spec)
         job = client.submit(spec)
         print(f"job {job.id} queued")
         if args.no_watch:
             return 0
-        with Progress(TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(), TextColumn("{task.description}"),
-                      TimeElapsedColumn()) as progress:
-            task = progress.add_task("queued", total=1.0, stage="")
-
-            def on_event(event: Any) -> None:
-                progress.update(task, completed=event.fraction, description=event.message, stage=event.stage)
-
+        with stage_progress("queued") as on_event:
             final = client.watch(job.id, on_event)
         state = pb.JobState.Name(final.state)
         print(f"job {final.id}: {state}" + (f", version {final.version}" if final.version else "")
@@ -169,16 +164,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from edgeq.store import ModelStore
-    from edgeq.store.bundle import import_bundle
-
-    info = import_bundle(ModelStore(args.store), Path(args.bundle), args.name)
-    print(f"imported {info.name} version {info.version} into {args.store}")
-    return 0
-
-
-def add_remote_commands(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gRPC server (KServe v2 inference + edgeq management)")
     from edgeq_server.config import add_arguments  # imports no gRPC
 
@@ -187,17 +173,8 @@ def add_remote_commands(commands: Any) -> None:
 
     submit = commands.add_parser("submit", help="upload a model and data to a server and quantize there")
     submit.add_argument("--target", default="127.0.0.1:8001")
-    submit.add_argument("--model", required=True)
-    submit.add_argument("--weights")
-    submit.add_argument("--calibration", required=True)
-    submit.add_argument("--validation")
-    submit.add_argument("--name", required=True)
-    submit.add_argument("--metric", default="agreement")
-    submit.add_argument("--max-drop", type=float, default=0.01)
-    submit.add_argument("--rule", action="append", dest="rules")
-    submit.add_argument("--auto", action="store_true", help="try a few recipes on a ranking subset, keep the best")
-    submit.add_argument("--min-speedup", type=float, default=0.0, help="speed gate (0: the server's default, 1.1)")
-    submit.add_argument("--force", action="store_true", help="serve the version even if it misses the speed gate")
+    add_job_arguments(submit)
+    add_option_flags(submit)
     submit.add_argument("--no-watch", action="store_true")
     submit.set_defaults(func=cmd_submit)
 

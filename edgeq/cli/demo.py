@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgeq.cli.progress import run_with_progress
 from edgeq.datasets import fashion_mnist
-
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fmnist_sample.npz"
 
 
 def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> tuple[Path, Path]:
@@ -28,15 +29,15 @@ def demo_data(folder: Path, calibration: int = 300, validation: int = 2000) -> t
 
 
 def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
-    from edgeq.cli import run_with_progress
-    from edgeq.quantization.accuracy import Budget
+    from edgeq.options import QuantizeOptions
     from edgeq.quantization.pipeline import QuantizeRequest
     from edgeq.report.summary import summary_lines
 
     calibration, validation = demo_data(store / ".demo-data")
+    # a demo serves what it made (force_promote); the report still says if it is slower
+    options = QuantizeOptions(metric="top1", max_drop=0.005, force_promote=True)
     request = QuantizeRequest(model="timm:edgeq_vit_fmnist", calibration=calibration, validation=validation,
-                              store=store, name="vit-fmnist", metric="top1", budget=Budget(0.005),
-                              force_promote=True)  # a demo serves what it made; the report still says if it is slower
+                              store=store, name="vit-fmnist", options=options)
     result = run_with_progress(request)
     for line in summary_lines(result.report):
         print(line)
@@ -51,3 +52,15 @@ def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
         print(f"serving {store} on 127.0.0.1:{port} (KServe v2 gRPC); Ctrl-C stops")
         serve_forever(store=store, host="127.0.0.1", port=port)
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(Path(args.store), serve=args.serve, port=args.port)
+
+
+def add_commands(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="quantize the Fashion-MNIST ViT shipped with edgeq (and serve it)")
+    demo.add_argument("--store", default="demo-store")
+    demo.add_argument("--serve", action="store_true", help="serve it afterwards with the gRPC server")
+    demo.add_argument("--port", type=int, default=8001)
+    demo.set_defaults(func=cmd_demo)
