@@ -106,6 +106,11 @@ class LoadedVersion:
         return batch
 
 
+def _held_message(name: str, version: int, reason: str) -> str:
+    return (f"version {version} of model {name!r} is held back from serving: {reason}. Serve it anyway: "
+            f"`edgeq models promote {name} --version {version} --store STORE` or the Models.Promote RPC")
+
+
 def _text(value: Any) -> str:
     """An OpenVINO property as text: element types by their name (bf16), the rest as str() gives it."""
     return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
@@ -200,6 +205,7 @@ class ModelRegistry:
         async with self._lock:
             await self._sync_model(name)
         if name not in self.loaded:
+            self._explain_all_held(name)
             raise FailedPrecondition(f"model {name!r} could not be loaded; see the server log")
 
     async def unload(self, name: str) -> None:
@@ -218,6 +224,7 @@ class ModelRegistry:
         versions = self.loaded.get(name)
         if not versions:
             if name and any(name == n for n in self._store_names()):
+                self._explain_all_held(name)
                 raise NotFound(f"model {name!r} is in the store but not loaded (RepositoryModelLoad loads it)")
             raise NotFound(f"model {name!r} is not served; available: {sorted(self.loaded)}")
         if version in ("", 0, "0", None):
@@ -237,9 +244,18 @@ class ModelRegistry:
         except Exception:  # noqa: BLE001 - not in the store: the caller's NotFound says so
             return
         if reason is not None:
-            raise FailedPrecondition(f"version {version} of model {name!r} is held back from serving: {reason}. "
-                                     f"Serve it anyway: `edgeq models promote {name} --version {version} --store STORE` "
-                                     "or the Models.Promote RPC")
+            raise FailedPrecondition(_held_message(name, version, reason))
+
+    def _explain_all_held(self, name: str) -> None:
+        """FAILED_PRECONDITION naming the hold when every version of `name` is held back by the speed gate."""
+        try:
+            versions = self.store.versions(name)
+        except Exception:  # noqa: BLE001 - the caller's NotFound says what is known
+            return
+        if versions and all(info.held() is not None for info in versions):
+            latest = versions[-1]
+            raise FailedPrecondition(_held_message(name, latest.version, str(latest.held())) +
+                                     (f" (all {len(versions)} versions are held)" if len(versions) > 1 else ""))
 
     def _store_names(self) -> list[str]:
         try:

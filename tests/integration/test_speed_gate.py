@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,8 @@ def test_a_version_below_the_gate_is_held_until_promoted(fmnist_npz: dict[str, P
     assert any("stored but not served" in w for w in too_slow.report["warnings"])
     assert "held back from serving" in (too_slow.path / "report.html").read_text()
 
+    shutil.copytree(too_slow.path, tmp_path / "store" / "only-held" / "1")  # a model whose only version is held
+    shutil.copy(too_slow.path.parent / "2.held", tmp_path / "store" / "only-held" / "1.held")
     server = ServerProcess(tmp_path / "store").start()
     try:
         channel = server.channel()
@@ -47,8 +50,17 @@ def test_a_version_below_the_gate_is_held_until_promoted(fmnist_npz: dict[str, P
             inference.ModelInfer(_infer_request("gated", "2"))
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "held back" in refused.value.details() and "edgeq models promote gated --version 2" in refused.value.details()
+        for call in (lambda: inference.ModelInfer(_infer_request("only-held", "")),
+                     lambda: inference.ModelMetadata(pb.ModelMetadataRequest(name="only-held")),
+                     lambda: inference.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="only-held"))):
+            with pytest.raises(grpc.RpcError) as held:
+                call()
+            assert held.value.code() == grpc.StatusCode.FAILED_PRECONDITION, held.value.details()
+            assert "held back" in held.value.details() and "below the speed gate" in held.value.details()
+            assert "edgeq models promote only-held --version 1" in held.value.details()
         index = inference.RepositoryIndex(pb.RepositoryIndexRequest())
-        assert {m.version: m.reason.startswith("held back") for m in index.models} == {"1": False, "2": True}
+        assert {m.version: m.reason.startswith("held back") for m in index.models if m.name == "gated"} == \
+            {"1": False, "2": True}
         listed = {v.version: v.held_reason for v in models.Get(edgeq_pb2.ModelRef(name="gated")).versions}
         assert listed[1] == "" and "below the speed gate x1000.0" in listed[2]
 
