@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from grpc_reflection.v1alpha import reflection
 
 from edgeq._offline import disable_telemetry
 from edgeq.artifacts import ArtifactStore, sweep_partial_uploads
-from edgeq.errors import InvalidArgument
+from edgeq.errors import InvalidArgument, Unavailable
 from edgeq.jobs.db import FINAL_STATES, JobDB
 from edgeq.jobs.runner import JobRunner
+from edgeq.runtime import memory
 from edgeq.runtime.registry import ModelRegistry
 from edgeq.store import ModelStore
 from edgeq_server.auth import TokenAuth, TokenTable
@@ -59,6 +61,7 @@ def quantize_missing() -> str | None:
 class EdgeqServer:
     def __init__(self, config: ServerConfig):
         disable_telemetry()
+        memory.return_freed_memory_promptly()
         self.config = config
         self.store = ModelStore(config.store)
         assert config.state_dir is not None
@@ -81,7 +84,8 @@ class EdgeqServer:
         if config.token_file:
             interceptors.append(TokenAuth(TokenTable.load(config.token_file), config.require_infer_token))
         interceptors.append(ErrorsAndMetrics(self.metrics))
-        self.server = grpc.aio.server(interceptors=interceptors, options=options)
+        self.server = grpc.aio.server(interceptors=interceptors, options=options,
+                                      maximum_concurrent_rpcs=config.concurrent_rpcs())
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceServicer(self.registry, lambda: self.ready), self.server)
         edgeq_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(self.artifacts), self.server)
@@ -131,6 +135,8 @@ class EdgeqServer:
             except asyncio.TimeoutError:
                 pass
             self._refresh_now.clear()
+            if self.registry.inflight == 0:
+                memory.trim()  # idle: whatever a burst left on the heap goes back to the system
             try:
                 await self.registry.refresh()
             except Exception:  # noqa: BLE001 - keep serving what is loaded
@@ -145,12 +151,40 @@ class EdgeqServer:
         await self.health.enter_graceful_shutdown()
         if hasattr(self, "_refresher"):
             self._refresher.cancel()
-        inflight = self.registry.inflight
+        inflight, answered_before = self.registry.inflight, self._answered()
         jobs_stopped = asyncio.ensure_future(asyncio.to_thread(self.runner.stop))
-        await self.server.stop(self.config.grace_seconds)
-        log.info("stopped: %d inference requests in flight at the signal, %d unfinished after the grace period",
-                 inflight, self.registry.inflight)
+        grace = self.config.grace_seconds
+        margin = min(1.0, grace / 4)
+        # Drain while still listening: queued and running requests finish, new ones are answered
+        # UNAVAILABLE at once (gRPC's own stop would cancel calls it has read but not dispatched).
+        self.registry.close()
+        await self._until_no_inference(grace - margin)
+        # Requests still queued now would be cut off: answer them UNAVAILABLE with a reason instead.
+        refused = self.registry.close(Unavailable(
+            "the server is stopping and this request could not run within its grace period; retry"))
+        await self._until_no_inference(margin)
+        await self.server.stop(0.2)
+        idle = await self.registry.wait_idle(30.0)  # no OpenVINO callback may outlive the event loop
+        answered = self._answered() - answered_before
+        log.info("stopped: %d inference requests in flight at the signal: %d answered, %d refused UNAVAILABLE, "
+                 "%d cut off by the %.0f s grace period%s", inflight, answered, refused,
+                 max(0, inflight - answered - refused), grace, "" if idle else "; OpenVINO was still running")
         await jobs_stopped
+
+    async def _until_no_inference(self, seconds: float, quiet: float = 0.1) -> None:
+        """Until no request has been in flight for `quiet` seconds (a client answered OK may send
+        its next one at once), or `seconds` pass."""
+        now = time.monotonic()
+        deadline, quiet_since = now + seconds, now
+        while time.monotonic() < deadline:
+            if self.registry.inflight:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet:
+                return
+            await asyncio.sleep(0.01)
+
+    def _answered(self) -> int:
+        return sum(v.stats.success.count + v.stats.fail.count for v in self.registry.all_loaded())
 
 
 async def serve(config: ServerConfig, on_started: Callable[[int], None] | None = None) -> None:
@@ -163,6 +197,8 @@ async def serve(config: ServerConfig, on_started: Callable[[int], None] | None =
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # already stopping: a repeated signal changes nothing
+        loop.add_signal_handler(sig, lambda: log.info("already stopping"))
     log.info("stopping: finishing in-flight requests (up to %.0f s)", config.grace_seconds)
     await server.stop()
 
@@ -175,6 +211,10 @@ def serve_forever(**options: Any) -> None:
         print(LISTENING.format(host=config.host, port=port), flush=True)
 
     asyncio.run(serve(config, announce))
+    # Stopped cleanly; a second SIGTERM while the interpreter tears OpenVINO down must not turn
+    # the exit into a signal death.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def main() -> None:

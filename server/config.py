@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeq.errors import InvalidArgument
 from edgeq.runtime.engine import BatchingPolicy
+from edgeq.runtime.memory import default_inflight_bytes
 from edgeq.runtime.registry import RuntimeConfig
 
 
@@ -58,6 +59,8 @@ class ServerConfig:
     static_batch_one: bool = _option("also compile a static batch-1 copy of dynamic-batch models for one-row "
                                      "requests: faster, the model's memory twice; turns CPU pinning off unless "
                                      "--cpu-pinning is given (true/false)", True)
+    max_inflight_bytes: int = _option("bytes of requests being read, queued and run; beyond it RESOURCE_EXHAUSTED "
+                                      "(0: a quarter of the machine's or container's memory)", 0)
     max_queue: int = _option("requests waiting per model version; beyond it RESOURCE_EXHAUSTED", 256)
     state_dir: Path | None = _option("jobs database and uploads (unset: the store; lets the store be read-only)")
 
@@ -73,6 +76,8 @@ class ServerConfig:
             raise InvalidArgument(f"performance hint must be THROUGHPUT or LATENCY, not {self.performance_hint!r}")
         if self.keep_versions < 1 or self.max_batch_size < 1 or self.max_queued_jobs < 1:
             raise InvalidArgument("keep_versions, max_batch_size and max_queued_jobs must be positive")
+        if self.max_inflight_bytes < 0:
+            raise InvalidArgument("max_inflight_bytes must be >= 0 (0: a quarter of the memory)")
         if self.max_merged_batch < 1 or self.max_queue < 1 or not 0 <= self.batch_delay_us <= 1_000_000:
             raise InvalidArgument("max_merged_batch and max_queue must be positive, batch_delay_us in 0..1000000")
         self.batching_policy()  # validates the preferred sizes
@@ -99,7 +104,16 @@ class ServerConfig:
 
     def runtime_config(self) -> RuntimeConfig:
         return RuntimeConfig(self.max_batch_size, self.keep_versions, self.num_streams, self.inference_threads,
-                             self.performance_hint, self.batching_policy(), self.cpu_pinning, self.static_batch_one)
+                             self.performance_hint, self.batching_policy(), self.cpu_pinning, self.static_batch_one,
+                             self.inflight_bytes())
+
+    def inflight_bytes(self) -> int:
+        return self.max_inflight_bytes or default_inflight_bytes()
+
+    def concurrent_rpcs(self) -> int:
+        """gRPC reads a whole message before a handler sees it: cap the calls so that every message
+        being read, at the largest size allowed, fits in the byte budget too."""
+        return max(8, self.inflight_bytes() // self.max_message_bytes)
 
     @classmethod
     def from_env(cls, prefix: str = "EDGEQ_", **overrides: Any) -> "ServerConfig":

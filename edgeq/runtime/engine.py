@@ -99,7 +99,7 @@ class InferenceEngine:
     async def infer(self, arrays: dict[str, np.ndarray], rows: int) -> list[np.ndarray]:
         """Queue one caller's inputs (validated, model input order) and wait for its outputs."""
         if self.closed:
-            raise Unavailable("the model version is being unloaded; retry")
+            raise Unavailable("this model version takes no new requests (the server is stopping); retry")
         if len(self.waiting) >= self.policy.max_queue:
             raise ResourceExhausted(f"{len(self.waiting)} requests are already queued for this model "
                                     f"(the limit is {self.policy.max_queue}); retry later")
@@ -109,9 +109,28 @@ class InferenceEngine:
         self._pump()
         return await caller.future
 
-    def close(self) -> None:
-        """Refuse new callers; queued and running ones still finish."""
+    def close(self, error: BaseException | None = None) -> int:
+        """Refuse new callers; with `error`, answer the queued ones with it too. Returns how many.
+
+        Running batches are left to finish: their rows are in OpenVINO's hands (`wait_idle`)."""
         self.closed = True
+        if error is None:
+            return 0
+        refused = 0
+        while self.waiting:
+            caller = self.waiting.popleft()
+            if not caller.future.done():
+                caller.future.set_exception(error)
+                refused += 1
+        return refused
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until every started batch's callback has run (so no OpenVINO thread calls back into a
+        finished interpreter); False if `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.running
 
     # ------------------------------------------------------------------ on the event loop
     def _pump(self) -> None:
@@ -212,4 +231,7 @@ class InferenceEngine:
         except Exception as caught:  # noqa: BLE001 - handed to the callers on the loop
             error = caught
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._completed_on_loop, batch, outputs, error)
+        try:
+            self._loop.call_soon_threadsafe(self._completed_on_loop, batch, outputs, error)
+        except RuntimeError:  # the loop is closed: the server stopped without waiting (wait_idle); nobody awaits
+            pass

@@ -19,8 +19,9 @@ from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgeq.names import check_model_name
 from edgeq.runtime.cpu import usable_cores
 from edgeq.runtime.engine import BatchingPolicy, InferenceEngine
+from edgeq.runtime.memory import ByteBudget, default_inflight_bytes
 from edgeq.runtime.stats import VersionStats
-from edgeq.runtime.tensors import datatype_of
+from edgeq.runtime.tensors import DATATYPES, datatype_of
 from edgeq.store import ModelStore, VersionInfo
 
 log = logging.getLogger("edgeq.runtime")
@@ -50,6 +51,7 @@ class RuntimeConfig:
     # runs a static shape faster. Both copies pin their streams to the same cores, so with the copy
     # pinning is off unless asked for (the engine's one slot count keeps the active threads <= streams).
     static_batch_one: bool = True
+    max_inflight_bytes: int = 0  # inputs and outputs of admitted requests; 0: a quarter of the memory
 
     def compile_properties(self) -> dict[str, Any]:
         """OpenVINO properties besides the hint: threads from the CPU quota, never the host's cores."""
@@ -78,6 +80,11 @@ class LoadedVersion:
     report: dict[str, Any]
     stats: VersionStats = field(default_factory=VersionStats)
     properties: dict[str, str] = field(default_factory=dict)  # what OpenVINO runs it with (ModelConfig parameters)
+
+    def output_row_bytes(self) -> int:
+        """Bytes of one row of every output (dynamic dimensions other than the batch counted as 1)."""
+        return sum(int(np.prod([max(d, 1) for d in spec.shape[1:]])) * DATATYPES[spec.datatype].itemsize
+                   for spec in self.outputs)
 
     def check_inputs(self, arrays: dict[str, np.ndarray], max_batch: int) -> int:
         """Validate names, dtypes and shapes; return the batch size."""
@@ -133,6 +140,7 @@ class ModelRegistry:
         self.loading: set[tuple[str, int]] = set()
         self.unloaded_by_user: set[str] = set()
         self.inflight = 0  # requests between validation and response, over all models
+        self.budget = ByteBudget(self.config.max_inflight_bytes or default_inflight_bytes())
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- loading
@@ -263,6 +271,15 @@ class ModelRegistry:
         except Exception:  # noqa: BLE001
             return []
 
+    def close(self, error: BaseException | None = None) -> int:
+        """Stop taking requests; with `error`, answer every queued request with it. Returns how many."""
+        return sum(loaded.engine.close(error) for loaded in self.all_loaded())
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until OpenVINO has finished every started batch, of every version ever loaded and still referenced."""
+        results = [await loaded.engine.wait_idle(timeout) for loaded in self.all_loaded()]
+        return all(results)
+
     def all_loaded(self) -> list[LoadedVersion]:
         return [lv for versions in self.loaded.values() for lv in versions.values()]
 
@@ -271,12 +288,18 @@ class ModelRegistry:
         """Run one request; outputs in the model's output order."""
         started = time.perf_counter_ns()
         self.inflight += 1
+        held = 0
         try:
             rows = target.check_inputs(arrays, self.config.max_batch_size)
+            # What this request holds until it is answered: its inputs (twice when merged) and outputs.
+            size = 2 * sum(a.nbytes for a in arrays.values()) + rows * target.output_row_bytes()
+            self.budget.admit(size)
+            held = size
             ordered = {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in target.inputs}
             return await target.engine.infer(ordered, rows)
         except InvalidArgument:
             target.stats.record_failure(time.perf_counter_ns() - started)
             raise
         finally:
+            self.budget.release(held)
             self.inflight -= 1
