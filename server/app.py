@@ -35,6 +35,7 @@ from edgeq_server.interceptors import ErrorsAndMetrics
 from edgeq_server.launch import LISTENING, METRICS
 from edgeq_server.management import ArtifactsServicer, ModelsServicer, QuantizationServicer
 from edgeq_server.metrics import ServerMetrics
+from edgeq_server.startup_checks import warn_insecure_settings
 
 log = logging.getLogger("edgeq.server")
 QUANTIZE_MODULES = ("nncf", "torch", "timm")
@@ -140,6 +141,7 @@ def quantize_missing() -> str | None:
 class EdgeqServer:
     def __init__(self, config: ServerConfig):
         disable_telemetry()
+        warn_insecure_settings(config)
         self.config = config
         self.store = ModelStore(config.store)
         assert config.state_dir is not None

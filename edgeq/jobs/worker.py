@@ -21,8 +21,12 @@ def die_with_parent() -> None:
         pass
 
 
-def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None:
+def run_job(store_root: str, state_root: str, db_path: str, job_id: str, memory_limit: int = 0) -> None:
+    """`memory_limit`: bytes of private memory for this process and its children (0: no limit)."""
     die_with_parent()
+    from edgeq.jobs.limits import apply_memory_limit, describe
+
+    apply_memory_limit(memory_limit)  # before the heavy imports: the limit covers everything that follows
     from edgeq._offline import disable_telemetry, quiet_nncf
 
     disable_telemetry()
@@ -30,9 +34,9 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None
     from edgeq.artifacts import ArtifactStore
     from edgeq.errors import Cancelled, EdgeqError
     from edgeq.jobs.db import CANCELLED, JobDB
+    from edgeq.jobs.recovery import job_result
     from edgeq.jobs.spec import JobSpec
     from edgeq.quantization.pipeline import run
-    from edgeq.report.summary import summary_lines
     from edgeq.store import ModelStore
 
     db = JobDB(db_path)
@@ -50,19 +54,25 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None
     def on_event(event) -> None:  # type: ignore[no-untyped-def]
         db.progress(job_id, event.stage, event.fraction, event.message, event.metrics)
 
+    artifacts = ArtifactStore(state_root)
     try:
         spec = JobSpec.from_dict(record.spec)
-        request = spec.to_request(ArtifactStore(state_root), Path(store_root), workdir)
+        request = spec.to_request(artifacts, Path(store_root), workdir)
+        request.job_id = job_id  # named in the version's manifest: recovery after a crash reads it there
         result = run(request, on_event, cancelled)
-        summary = {"summary": summary_lines(result.report), "accuracy": result.report["accuracy"],
-                   "fallback": result.report["fallback"], "speed_gate": result.report["speed_gate"]}
-        db.succeed(job_id, result.version, summary, result.budget_met)
+        summary, met = job_result(result.report)
+        db.succeed(job_id, result.version, summary, met)
     except Cancelled as error:
         db.fail(job_id, str(error), CANCELLED)
     except EdgeqError as error:
-        db.fail(job_id, f"{type(error).__name__}: {error}")
+        db.fail(job_id, artifacts.name_files(f"{type(error).__name__}: {error}"))
+    except MemoryError as error:
+        db.fail(job_id, artifacts.name_files(
+            f"ResourceExhausted: the job ran out of memory (its worker is limited to {describe(memory_limit)}): "
+            f"{error or 'an allocation failed'}"))
     except BaseException as error:  # noqa: BLE001 - a job's failure is data, not a crash of the worker
-        db.fail(job_id, f"internal error: {type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
+        db.fail(job_id, artifacts.name_files(
+            f"internal error: {type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"))
     finally:
         import shutil
 

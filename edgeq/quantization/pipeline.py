@@ -55,6 +55,7 @@ class QuantizeRequest:
     auto: bool = False  # try a few recipes on a ranking subset and keep the best (edgeq.quantization.search)
     ranking_samples: int = 300
     search_calibration: int = 100  # --auto's first round: calibration samples per candidate
+    job_id: str | None = None  # the job running this request: named in the version's manifest (recovery reads it)
 
     def __post_init__(self) -> None:
         from edgeq.names import check_model_name
@@ -363,7 +364,8 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
 
         emit("publish", 0.97, f"publishing {request.name}")
         hold = _hold_reason(report, request.force_promote)
-        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]}, hold=hold)
+        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]}, hold=hold,
+                             job=request.job_id)
         verdict = f"held back from serving ({hold})" if hold else "served"
         on_event(ProgressEvent("done", 1.0, f"published {request.name} version {info.version}: {verdict}",
                                {"version": info.version, "met": report["accuracy"]["met"], "held": bool(hold)}))

@@ -1,0 +1,81 @@
+"""Make the jobs database agree with the store after a worker or the server died.
+
+The store is the truth about what was published: every version's manifest names the job that
+published it (`ModelStore.publish(job=...)`), and a worker publishes before it records success.
+So a job whose worker is gone is SUCCEEDED if its version is in the store (its result read back
+from the version's edgeq.json), and FAILED otherwise; a job recorded SUCCEEDED whose version is
+not in the store any more is FAILED, unless `ModelStore.delete` removed that version on purpose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeq.jobs.db import FAILED, RUNNING, SUCCEEDED, JobDB, JobRecord
+from edgeq.report.summary import summary_lines
+from edgeq.store import ModelStore, VersionInfo
+
+INTERRUPTED = "interrupted: the server stopped while the job was running; submit it again"
+
+
+def job_result(report: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(the result recorded for a job, whether its accuracy budget was met) from its edgeq.json."""
+    summary = {"summary": summary_lines(report), "accuracy": report["accuracy"],
+               "fallback": report["fallback"], "speed_gate": report.get("speed_gate")}
+    return summary, bool(report["accuracy"]["met"])
+
+
+def record_published(db: JobDB, record: JobRecord, info: VersionInfo, recovered: bool) -> None:
+    try:
+        result, met = job_result(info.report())
+    except (KeyError, TypeError, ValueError) as error:  # an edgeq.json we cannot summarise: the version still stands
+        result, met = {"summary": [f"published version {info.version}; its report could not be read ({error})"]}, False
+    db.succeed(record.id, info.version, result, met, recovered=recovered)
+
+
+def settle(db: JobDB, store: ModelStore, record: JobRecord, error: str, state: str = FAILED,
+           recovered: bool = False) -> str:
+    """The outcome of a job whose worker is gone without recording one: what the store shows."""
+    info = store.published_by(record.target_name, record.id)
+    if info is not None:
+        record_published(db, record, info, recovered)
+        return SUCCEEDED
+    db.fail(record.id, error, state)
+    return state
+
+
+@dataclass
+class Reconciliation:
+    published: list[str] = field(default_factory=list)  # RUNNING -> SUCCEEDED: the store has their version
+    interrupted: list[str] = field(default_factory=list)  # RUNNING -> FAILED: nothing published
+    lost: list[str] = field(default_factory=list)  # SUCCEEDED -> FAILED: their version is missing
+    deleted: list[str] = field(default_factory=list)  # SUCCEEDED, version deleted on purpose since
+
+
+def reconcile(db: JobDB, store: ModelStore) -> Reconciliation:
+    """At start-up, before any worker runs: settle RUNNING jobs, check SUCCEEDED ones against the store."""
+    outcome = Reconciliation()
+    for record in db.in_state(RUNNING):
+        if settle(db, store, record, INTERRUPTED, recovered=True) == SUCCEEDED:
+            outcome.published.append(record.id)
+        else:
+            outcome.interrupted.append(record.id)
+    versions: dict[str, dict[int, VersionInfo]] = {}
+    for record in db.in_state(SUCCEEDED):
+        if record.id in outcome.published:
+            continue
+        if record.target_name not in versions:
+            versions[record.target_name] = {v.version: v for v in store.versions(record.target_name)}
+        info = versions[record.target_name].get(record.version)
+        if info is not None and info.job in (None, record.id):  # None: published before manifests named jobs
+            continue
+        if store.deleted(record.target_name, record.version, record.id):
+            db.note(record.id, f"published version {record.version} (deleted from the store since)")
+            outcome.deleted.append(record.id)
+            continue
+        why = "is not in the store" if info is None else f"now holds another job's model ({info.job})"
+        db.lose(record.id, f"lost: version {record.version} of {record.target_name!r} {why}, though this job published "
+                           "it (the store was restored from an older copy or changed by hand); submit the job again")
+        outcome.lost.append(record.id)
+    return outcome
