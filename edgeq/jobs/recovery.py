@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeq.jobs.db import FAILED, RUNNING, SUCCEEDED, JobDB, JobRecord
+from edgeq.jobs.db import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobDB, JobRecord
 from edgeq.report.summary import summary_lines
 from edgeq.store import ModelStore, VersionInfo
 
@@ -79,3 +79,33 @@ def reconcile(db: JobDB, store: ModelStore) -> Reconciliation:
                            "it (the store was restored from an older copy or changed by hand); submit the job again")
         outcome.lost.append(record.id)
     return outcome
+
+
+def contradictions(db: JobDB, store: ModelStore, idle: bool = True) -> list[str]:
+    """Where the jobs database and the store disagree (empty: they agree). `idle`: no worker runs
+    now, so no job may be RUNNING. Used by the crash tests and benchmarks/crash_jobs.py."""
+    problems = []
+    jobs = {record.id: record for state in (RUNNING, SUCCEEDED, FAILED, CANCELLED, QUEUED)
+            for record in db.in_state(state)}
+    if idle:
+        problems += [f"job {job_id} is RUNNING with no worker" for job_id, r in jobs.items() if r.state == RUNNING]
+    for name in store.names():
+        for info in store.versions(name):
+            job = info.job
+            if job is None:
+                continue
+            record = jobs.get(job)
+            if record is None:
+                problems.append(f"{name} version {info.version} names job {job}, which is not in the database")
+            elif record.state != SUCCEEDED or record.version != info.version:
+                problems.append(f"{name} version {info.version} was published by job {job}, "
+                                f"which says {record.state} version {record.version}")
+    for record in jobs.values():
+        if record.state != SUCCEEDED:
+            continue
+        info = next((v for v in store.versions(record.target_name) if v.version == record.version), None)
+        if info is None and not store.deleted(record.target_name, record.version, record.id):
+            problems.append(f"job {record.id} says SUCCEEDED version {record.version}, which is not in the store")
+        elif info is not None and info.job not in (None, record.id):
+            problems.append(f"job {record.id} says SUCCEEDED version {record.version}, which job {info.job} published")
+    return problems
