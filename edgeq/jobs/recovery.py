@@ -103,9 +103,9 @@ def contradictions(db: JobDB, store: ModelStore, idle: bool = True) -> list[str]
     for record in jobs.values():
         if record.state != SUCCEEDED:
             continue
-        info = next((v for v in store.versions(record.target_name) if v.version == record.version), None)
-        if info is None and not store.deleted(record.target_name, record.version, record.id):
+        found = next((v for v in store.versions(record.target_name) if v.version == record.version), None)
+        if found is None and not store.deleted(record.target_name, record.version, record.id):
             problems.append(f"job {record.id} says SUCCEEDED version {record.version}, which is not in the store")
-        elif info is not None and info.job not in (None, record.id):
-            problems.append(f"job {record.id} says SUCCEEDED version {record.version}, which job {info.job} published")
+        elif found is not None and found.job not in (None, record.id):
+            problems.append(f"job {record.id} says SUCCEEDED version {record.version}, which job {found.job} published")
     return problems
