@@ -34,7 +34,7 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str, memory_
     from edgeq.artifacts import ArtifactStore
     from edgeq.errors import Cancelled, EdgeqError
     from edgeq.jobs.db import CANCELLED, FAILED, JobDB
-    from edgeq.jobs.recovery import job_result
+    from edgeq.jobs.recovery import job_result, settle
     from edgeq.jobs.spec import JobSpec
     from edgeq.quantization.pipeline import run
     from edgeq.store import ModelStore
@@ -93,7 +93,8 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str, memory_
         import gc
 
         gc.collect()  # after a MemoryError: free what the failed stage held before writing the outcome
-        db.fail(job_id, *failure)
+        # A failure after the version went live (recording success failed) is still a success: the store decides.
+        settle(db, store, db.get(job_id), *failure)
 
 
 def _allocation_failed(error: BaseException) -> bool:
