@@ -54,6 +54,13 @@ def _cpu_flags() -> list[str]:
     return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"))
 
 
+def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (" (uncommitted changes)" if git("status", "--porcelain", "--", "edgeq", "server") else "")
+
+
 def _calibration(folder: Path) -> Path:
     from tests.conftest import fmnist_arrays
 
@@ -142,6 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     rows = []
+    commit = _commit()  # at the start: every server this run starts imports the code as it is now
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "store"
         calibration = _calibration(Path(scratch))
@@ -167,7 +175,6 @@ def main() -> None:
         "outcomes": {s: sum(1 for r in rows if r["state"] == s) for s in sorted({r["state"] for r in rows})},
         "job_seconds": round(job_seconds, 1),
     }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result = {"summary": summary, "commit": commit, "date": dt.date.today().isoformat(), "cpu_flags": _cpu_flags(),
               "command": " ".join(["python", "benchmarks/crash_jobs.py", *sys.argv[1:]]), "rounds": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=2))
