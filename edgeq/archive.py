@@ -25,6 +25,18 @@ class ArchiveLimits:
     max_ratio: float = 200.0  # uncompressed / compressed, per zip entry
 
 
+def check_zip_member(label: str, info: zipfile.ZipInfo, limits: ArchiveLimits, max_bytes: int) -> None:
+    """Refuse a zip member that would expand past `max_bytes` or by more than the ratio cap, from
+    the sizes the zip declares (reading never goes past the declared size: zipfile stops there)."""
+    if info.file_size > max_bytes:
+        raise ResourceExhausted(f"{label}: entry {info.filename!r} expands to {info.file_size} bytes; the limit is {max_bytes}")
+    if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+        raise ResourceExhausted(
+            f"{label}: entry {info.filename!r} expands {info.file_size / info.compress_size:.0f}x "
+            f"(limit {limits.max_ratio:.0f}x): refusing a possible decompression bomb"
+        )
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -65,11 +77,7 @@ class SafeArchive:
                             raise InvalidArgument(f"{label}: entry {info.filename!r} is a symbolic link")
                         if info.is_dir():
                             continue
-                        if info.compress_size and info.file_size / info.compress_size > self.limits.max_ratio:
-                            raise ResourceExhausted(
-                                f"{label}: entry {info.filename!r} expands {info.file_size / info.compress_size:.0f}x "
-                                f"(limit {self.limits.max_ratio:.0f}x): refusing a possible decompression bomb"
-                            )
+                        check_zip_member(label, info, self.limits, self.limits.max_total_bytes)
                         total = self._add(entries, name, info.file_size, total)
             else:
                 with tarfile.open(self.path, "r:*") as archive:

@@ -1,7 +1,9 @@
 """Content-addressed uploads: `<store>/.artifacts/<sha256><ext>`, written atomically.
 
 The extension is kept from the client's file name (from an allow-list) because it decides how the
-file is read (.onnx, .npz, .tar, .zip, .safetensors).
+file is read (.onnx, .npz, .tar, .zip, .safetensors). The client's file name itself is kept beside
+it (`<sha256>.filename`, the latest upload's name wins) so that errors can name the file the user
+knows, not only its digest.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from edgeq.errors import InvalidArgument, NotFound, ResourceExhausted
 
 ALLOWED_SUFFIXES = (".tar.gz", ".tgz", ".onnx", ".npz", ".tar", ".zip", ".safetensors")
 DEFAULT_MAX_BYTES = 2 * 2**30
+NAME_SUFFIX = ".filename"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+# A stored artifact's name in a message, with or without the directory before it.
+_STORED_NAME = re.compile(r"(?:[^\s'\"]*/)?([0-9a-f]{64})(" + "|".join(re.escape(s) for s in ALLOWED_SUFFIXES) + r")\b")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,32 @@ class ArtifactStore:
         for suffix in ALLOWED_SUFFIXES:
             path = self.root / f"{sha256}{suffix}"
             if path.is_file():
-                return Artifact(sha256, path.stat().st_size, path, path.name)
+                return Artifact(sha256, path.stat().st_size, path, self.filename(sha256) or path.name)
         raise NotFound(f"artifact {sha256[:12]}… was never uploaded (or was removed)")
+
+    def filename(self, sha256: str) -> str | None:
+        """The name the file was uploaded under (None: unknown, e.g. uploaded before names were kept)."""
+        try:
+            return (self.root / f"{sha256}{NAME_SUFFIX}").read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def name_files(self, message: str) -> str:
+        """`message` with each stored artifact path replaced by `'<uploaded name>' (sha256 <first 12>…)`."""
+        def label(match: re.Match[str]) -> str:
+            name = self.filename(match.group(1))
+            short = f"sha256 {match.group(1)[:12]}…"
+            return f"{name!r} ({short})" if name else f"{match.group(1)[:12]}…{match.group(2)}"
+
+        return _STORED_NAME.sub(label, message)
+
+    def _remember_name(self, sha256: str, filename: str) -> None:
+        name = "".join(c for c in Path(filename.replace("\\", "/")).name if c.isprintable())[:255]
+        if not name:
+            return
+        temp = self.root / f".name-{os.getpid()}-{os.urandom(8).hex()}"
+        temp.write_text(name, encoding="utf-8")
+        os.replace(temp, self.root / f"{sha256}{NAME_SUFFIX}")
 
 
 class ArtifactWriter:
@@ -100,12 +129,13 @@ class ArtifactWriter:
             raise InvalidArgument("upload is empty")
         target = self.store.root / f"{sha}{self.suffix}"
         os.replace(self.temp, target)
+        self.store._remember_name(sha, self.filename)
         return Artifact(sha, self.size, target, self.filename)
 
 
 def sweep_partial_uploads(store: ArtifactStore) -> None:
     """Remove temp files of uploads whose process is gone (after a crash)."""
-    for leftover in store.root.glob(".upload-*"):
+    for leftover in [*store.root.glob(".upload-*"), *store.root.glob(".name-*")]:
         pid = leftover.name.split("-")[1]
         try:
             os.kill(int(pid), 0)

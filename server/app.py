@@ -36,6 +36,7 @@ from edgeq_server.interceptors import ErrorsAndMetrics
 from edgeq_server.launch import LISTENING, METRICS
 from edgeq_server.management import ArtifactsServicer, ModelsServicer, QuantizationServicer
 from edgeq_server.metrics import ServerMetrics
+from edgeq_server.startup_checks import warn_insecure_settings
 
 log = logging.getLogger("edgeq.server")
 QUANTIZE_MODULES = ("nncf", "torch", "timm")
@@ -62,6 +63,7 @@ class EdgeqServer:
     def __init__(self, config: ServerConfig):
         disable_telemetry()
         memory.return_freed_memory_promptly()
+        warn_insecure_settings(config)
         self.config = config
         self.store = ModelStore(config.store)
         assert config.state_dir is not None
@@ -76,7 +78,8 @@ class EdgeqServer:
         self.health = health.aio.HealthServicer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_now = asyncio.Event()
-        self.runner = JobRunner(config.store, config.state_dir, self.jobs, on_published=self._published)
+        self.runner = JobRunner(config.store, config.state_dir, self.jobs, on_published=self._published,
+                                memory_limit=config.worker_memory_bytes)
         self.ready = False
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes)]
@@ -188,14 +191,14 @@ class EdgeqServer:
 
 
 async def serve(config: ServerConfig, on_started: Callable[[int], None] | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the port is announced: a stop may follow at once
+        loop.add_signal_handler(sig, stop.set)
     server = EdgeqServer(config)
     port = await server.start()
     if on_started:
         on_started(port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     for sig in (signal.SIGTERM, signal.SIGINT):  # already stopping: a repeated signal changes nothing
         loop.add_signal_handler(sig, lambda: log.info("already stopping"))

@@ -62,6 +62,8 @@ class ServerConfig:
     max_inflight_bytes: int = _option("bytes of requests being read, queued and run; beyond it RESOURCE_EXHAUSTED "
                                       "(0: a quarter of the machine's or container's memory)", 0)
     max_queue: int = _option("requests waiting per model version; beyond it RESOURCE_EXHAUSTED", 256)
+    worker_memory_bytes: int | None = _option("private memory a quantization job's worker may use (unset: 3/4 of the "
+                                              "machine's or container's memory; 0: no limit)")
     state_dir: Path | None = _option("jobs database and uploads (unset: the store; lets the store be read-only)")
 
     def __post_init__(self) -> None:

@@ -1,20 +1,25 @@
 """`.npz` tensors read row by row straight from the zip: memory stays at one sample.
 
 Arrays: `inputs` (N, ...) float and optional `labels` (N,) integers. Pickled object arrays are
-refused (we never unpickle user data).
+refused (we never unpickle user data). Nothing is sized from what a file claims alone: each array
+header must agree with the bytes its zip member holds, and members are capped, before and after
+decompression, like archive entries (`edgeq.archive`).
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from edgeq.archive import ArchiveLimits, check_zip_member
 from edgeq.data.samples import Sample, check_sample
-from edgeq.errors import InvalidArgument
+from edgeq.errors import InvalidArgument, ResourceExhausted
 from edgeq.sources.spec import InputSpec
 
 _ALLOWED_INPUT_KINDS = "fiu"  # float, signed, unsigned integers
@@ -31,31 +36,56 @@ def _read_header(stream: IO[bytes], what: str) -> tuple[tuple[int, ...], np.dtyp
         raise InvalidArgument(f"{what} is not a valid .npy array: {error}") from error
     if dtype.hasobject:
         raise InvalidArgument(f"{what} holds Python objects; only numeric arrays are accepted (no pickles)")
+    if any(size < 0 for size in shape):
+        raise InvalidArgument(f"{what} declares a negative dimension {list(shape)}")
     return tuple(shape), dtype, fortran
 
 
+def _open_member(archive: zipfile.ZipFile, member: str, label: str,
+                 limits: ArchiveLimits) -> tuple[IO[bytes], tuple[int, ...], np.dtype, bool]:
+    """Open one array: its sizes checked against the caps, its header against the bytes present."""
+    info = archive.getinfo(member)
+    check_zip_member(label, info, limits, limits.max_total_bytes)
+    stream = archive.open(info)
+    try:
+        shape, dtype, fortran = _read_header(stream, f"{label}:{member[:-4]}")
+        data_bytes = info.file_size - stream.tell()
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > data_bytes:
+            raise InvalidArgument(
+                f"{label}: '{member[:-4]}' declares shape {list(shape)} ({declared} bytes of {dtype}), but the file "
+                f"holds only {max(data_bytes, 0)} bytes of data: truncated, or a header that lies")
+    except BaseException:
+        stream.close()
+        raise
+    return stream, shape, dtype, fortran
+
+
 class NpzSamples:
-    def __init__(self, path: Path, spec: InputSpec):
+    def __init__(self, path: Path, spec: InputSpec, limits: ArchiveLimits = ArchiveLimits()):
         self.path = path
         self.spec = spec
+        self.limits = limits
         try:
             with zipfile.ZipFile(path) as archive:
                 members = set(archive.namelist())
                 if "inputs.npy" not in members:
                     raise InvalidArgument(f"{path.name}: no array named 'inputs' (found {sorted(members)})")
-                with archive.open("inputs.npy") as stream:
-                    self.shape, self.dtype, self.fortran = _read_header(stream, f"{path.name}:inputs")
+                stream, self.shape, self.dtype, self.fortran = _open_member(archive, "inputs.npy", path.name, limits)
+                stream.close()
                 self.labels: np.ndarray | None = None
                 if "labels.npy" in members:
-                    with archive.open("labels.npy") as stream:
-                        shape, dtype, _ = _read_header(stream, f"{path.name}:labels")
+                    stream, shape, dtype, _ = _open_member(archive, "labels.npy", path.name, limits)
+                    with stream:
                         if dtype.kind not in "iu" or len(shape) != 1:
                             raise InvalidArgument(f"{path.name}: 'labels' must be a 1-D integer array, got {dtype} {list(shape)}")
                         self.labels = np.frombuffer(stream.read(dtype.itemsize * shape[0]), dtype=dtype).astype(np.int64)
                         if len(self.labels) != shape[0]:
                             raise InvalidArgument(f"{path.name}: 'labels' is truncated")
-        except zipfile.BadZipFile as error:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
             raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
+        except MemoryError as error:
+            raise ResourceExhausted(f"{path.name}: reading its arrays ran out of memory ({error})") from error
         if self.dtype.kind not in _ALLOWED_INPUT_KINDS:
             raise InvalidArgument(f"{path.name}: 'inputs' has dtype {self.dtype}; expected float32 (or numeric)")
         if self.fortran:
@@ -77,13 +107,22 @@ class NpzSamples:
     def __iter__(self) -> Iterator[Sample]:
         row_items = int(np.prod(self.shape[1:]))
         row_bytes = row_items * self.dtype.itemsize
-        with zipfile.ZipFile(self.path) as archive, archive.open("inputs.npy") as stream:
-            _read_header(stream, self.path.name)
-            for index in range(len(self)):
+        with zipfile.ZipFile(self.path) as archive:
+            stream, _, _, _ = _open_member(archive, "inputs.npy", self.path.name, self.limits)
+            with stream:
+                yield from self._rows(stream, row_bytes)
+
+    def _rows(self, stream: IO[bytes], row_bytes: int) -> Iterator[Sample]:
+        for index in range(len(self)):
+            try:
                 raw = stream.read(row_bytes)
-                if len(raw) != row_bytes:
-                    raise InvalidArgument(f"{self.path.name}: 'inputs' is truncated at row {index}")
-                row = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape[1:])
-                values = check_sample(row, self.spec, f"inputs[{index}] of {self.path.name}")
-                label = None if self.labels is None else int(self.labels[index])
-                yield Sample(index, values, label, f"inputs[{index}]")
+            except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+                raise InvalidArgument(f"{self.path.name}: 'inputs' is corrupt at row {index}: {error}") from error
+            except MemoryError as error:
+                raise ResourceExhausted(f"{self.path.name}: row {index} of 'inputs' does not fit in memory") from error
+            if len(raw) != row_bytes:
+                raise InvalidArgument(f"{self.path.name}: 'inputs' is truncated at row {index}")
+            row = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape[1:])
+            values = check_sample(row, self.spec, f"inputs[{index}] of {self.path.name}")
+            label = None if self.labels is None else int(self.labels[index])
+            yield Sample(index, values, label, f"inputs[{index}]")

@@ -34,6 +34,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL
 );
 """
+# Columns added after the first schema: (name, declaration) added to older databases on open.
+_ADDED_COLUMNS = (
+    # 1: the outcome was read back from the store at start-up (the worker published, then died
+    # before recording it), so the client that submitted it never heard the end: the first
+    # resubmission of the identical spec gets this job back instead of a duplicate version.
+    ("recovered", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class JobDB:
         self.max_queued = max_queued
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, declaration in _ADDED_COLUMNS:
+                if name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -81,9 +92,16 @@ class JobDB:
             connection.close()
 
     def create(self, target_name: str, spec: dict[str, Any]) -> JobRecord:
+        """Queue a job; or, when this spec is a retry of a job whose outcome was recovered from the
+        store after a crash, return that job (once), so the retry does not publish a duplicate."""
         connection = self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
+            retried = _recovered_twin(connection, target_name, spec)
+            if retried is not None:
+                connection.execute("UPDATE jobs SET recovered = 0 WHERE id = ?", (retried,))
+                connection.execute("COMMIT")
+                return self.get(retried)
             queued = connection.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[0]
             if queued >= self.max_queued:
                 connection.execute("ROLLBACK")
@@ -120,9 +138,13 @@ class JobDB:
     def progress(self, job_id: str, stage: str, fraction: float, message: str, metrics: dict[str, Any]) -> None:
         self._update(job_id, stage=stage, fraction=fraction, message=message, metrics_json=json.dumps(metrics, default=str))
 
-    def succeed(self, job_id: str, version: int, result: dict[str, Any], budget_met: bool) -> None:
+    def succeed(self, job_id: str, version: int, result: dict[str, Any], budget_met: bool,
+                recovered: bool = False) -> None:
+        """`recovered`: the outcome was read from the store at start-up, not reported by the worker."""
+        message = f"published version {version}" + (" (recorded at restart, from the store)" if recovered else "")
         self._update(job_id, only_if_running=True, state=SUCCEEDED, version=version, result_json=json.dumps(result, default=str),
-                     budget_met=int(budget_met), fraction=1.0, stage="done", message=f"published version {version}")
+                     budget_met=int(budget_met), fraction=1.0, stage="done", message=message, error="",
+                     recovered=int(recovered))
 
     def fail(self, job_id: str, error: str, state: str = FAILED) -> None:
         """Final: a job that already ended keeps its first outcome."""
@@ -142,18 +164,35 @@ class JobDB:
         rows = self._execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
         return bool(rows and rows[0][0])
 
-    def recover(self) -> list[str]:
-        """After a restart: jobs that were running died with the old process; mark them failed."""
-        rows = self._execute("SELECT id FROM jobs WHERE state = ?", (RUNNING,))
-        for row in rows:
-            self.fail(row[0], "interrupted: the server stopped while the job was running; submit it again")
-        return [row[0] for row in rows]
+    def in_state(self, state: str) -> list[JobRecord]:
+        return [_record(r) for r in self._execute("SELECT * FROM jobs WHERE state = ? ORDER BY created", (state,))]
+
+    def lose(self, job_id: str, reason: str) -> None:
+        """A SUCCEEDED job whose version is not in the store any more: FAILED, saying why."""
+        self._execute("UPDATE jobs SET state = ?, error = ?, message = ?, recovered = 0, updated = ? "
+                      "WHERE id = ? AND state = ?", (FAILED, reason, reason, time.time(), job_id, SUCCEEDED))
+
+    def note(self, job_id: str, message: str) -> None:
+        """Change a finished job's message only (e.g. its version was deleted since)."""
+        self._execute("UPDATE jobs SET message = ?, recovered = 0, updated = ? WHERE id = ?",
+                      (message, time.time(), job_id))
 
     def _update(self, job_id: str, only_if_running: bool = False, **fields: Any) -> None:
         fields["updated"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in fields)
         guard = f" AND state IN ('{QUEUED}', '{RUNNING}')" if only_if_running else ""
         self._execute(f"UPDATE jobs SET {assignments} WHERE id = ?{guard}", (*fields.values(), job_id))
+
+
+def _recovered_twin(connection: sqlite3.Connection, target_name: str, spec: dict[str, Any]) -> str | None:
+    """The id of a recovered, not yet retried job with exactly this spec (None: there is none)."""
+    canonical = json.dumps(spec, sort_keys=True, default=str)
+    rows = connection.execute("SELECT id, spec_json FROM jobs WHERE recovered = 1 AND state = ? AND target_name = ? "
+                              "ORDER BY created DESC", (SUCCEEDED, target_name)).fetchall()
+    for row in rows:
+        if json.dumps(json.loads(row["spec_json"]), sort_keys=True, default=str) == canonical:
+            return str(row["id"])
+    return None
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

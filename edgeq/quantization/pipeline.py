@@ -54,6 +54,7 @@ class QuantizeRequest:
     validation: str | Path | None = None
     options: QuantizeOptions = field(default_factory=QuantizeOptions)
     search_workers: int | None = None  # parallel --auto candidates; None: one per core (the machine's, not the job's)
+    job_id: str | None = None  # the job running this request: named in the version's manifest (recovery reads it)
 
     def __post_init__(self) -> None:
         from edgeq.names import check_model_name
@@ -396,7 +397,8 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
 
         emit("publish", 0.97, f"publishing {request.name}")
         hold = _hold_reason(report, request.force_promote)
-        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]}, hold=hold)
+        info = store.publish(request.name, staged, {"model": request.name, "cpu": report["cpu"]}, hold=hold,
+                             job=request.job_id)
         verdict = f"held back from serving ({hold})" if hold else "served"
         on_event(ProgressEvent("done", 1.0, f"published {request.name} version {info.version}: {verdict}",
                                {"version": info.version, "met": report["accuracy"]["met"], "held": bool(hold)}))

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ REPORT = "edgeq.json"
 MODEL_FILES = ("model.xml", "model.bin")
 STAGING = ".staging"
 HELD_SUFFIX = ".held"
+DELETIONS = ".deleted.jsonl"  # one line per version deleted on purpose: tells recovery "deleted", not "lost"
 
 
 def sha256_file(path: Path) -> str:
@@ -88,6 +90,18 @@ class VersionInfo:
         path = self.path / REPORT
         return dict(json.loads(path.read_text())) if path.is_file() else {}
 
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads((self.path / MANIFEST).read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    @property
+    def job(self) -> str | None:
+        """The id of the job that published this version (None: published by hand or before jobs were named)."""
+        job = self.manifest().get("job")
+        return str(job) if job else None
+
     @property
     def xml(self) -> Path:
         return self.path / "model.xml"
@@ -114,15 +128,18 @@ class ModelStore:
             self.root.mkdir(parents=True)
         self.read_only = not os.access(self.root, os.W_OK)
         if not self.read_only:
-            self._sweep_staging()
+            self.sweep_staging()
 
-    def _sweep_staging(self) -> None:
-        """Remove staging dirs whose writer process is gone: they were never visible."""
+    def sweep_staging(self) -> int:
+        """Remove staging dirs whose writer process is gone (they were never visible); how many."""
         staging = self.root / STAGING
+        removed = 0
         if staging.is_dir():
             for leftover in staging.iterdir():
                 if not _owner_alive(leftover.name):
                     shutil.rmtree(leftover, ignore_errors=True)
+                    removed += 1
+        return removed
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -164,26 +181,57 @@ class ModelStore:
                 return info
         raise NotFound(f"model {name!r} has no version {version} (versions: {[v.version for v in versions]})")
 
+    def published_by(self, name: str, job: str) -> VersionInfo | None:
+        """The version of `name` whose manifest names `job`, if that job published one."""
+        for info in self.versions(name):
+            if info.job == job:
+                return info
+        return None
+
+    def deleted(self, name: str, version: int, job: str | None) -> dict[str, Any] | None:
+        """The record of `delete` having removed this version of `job` (or of no named job);
+        None: it was not deleted on purpose."""
+        try:
+            lines = (self.root / DELETIONS).read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after a crash
+            if entry.get("name") == name and entry.get("version") == version and entry.get("job") in (None, job):
+                return dict(entry)
+        return None
+
     # ---- writing -------------------------------------------------------------------------
     def staging_dir(self) -> Path:
-        path = self.root / STAGING / f"{os.getpid()}-{uuid.uuid4().hex}"
+        """`.staging/<pid>-t<start time>-<uuid>`: the start time tells a reused pid from its writer."""
+        pid = os.getpid()
+        path = self.root / STAGING / f"{pid}-t{_start_time(pid)}-{uuid.uuid4().hex}"
         path.mkdir(parents=True)
         return path
 
     def publish(self, name: str, staged: Path, manifest_extra: dict[str, Any] | None = None,
-                hold: str | None = None) -> VersionInfo:
+                hold: str | None = None, job: str | None = None) -> VersionInfo:
         """Move a fully written staging dir into place as the next version of `name`.
 
         With `hold` (a reason), the version is stored but not served until `promote`: the marker is
         written before the rename, so a held version is never visible as servable, not even briefly.
+        With `job`, the manifest names the job, and a job publishes at most one version: a second
+        publish by the same job returns the version it already made (recovery after a crash relies
+        on the manifest to tell what a job left behind).
         """
         check_model_name(name)
         missing = [f for f in MODEL_FILES if not (staged / f).is_file()]
         if missing:
             raise FailedPrecondition(f"cannot publish {name!r}: staged version lacks {missing}")
-        write_manifest(staged, manifest_extra)
+        write_manifest(staged, {**(manifest_extra or {}), **({"job": job} if job else {})})
         _fsync_tree(staged)
         with self._lock():
+            if job and (earlier := self.published_by(name, job)) is not None:
+                shutil.rmtree(staged, ignore_errors=True)
+                return earlier
             folder = self.root / name
             folder.mkdir(exist_ok=True)
             existing = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
@@ -213,9 +261,12 @@ class ModelStore:
         info = self.get(name, check_version(version))
         if self.read_only:
             raise FailedPrecondition(f"the store {self.root} is read-only here; delete versions where it is written")
+        job = info.job
         with self._lock():
             trash = self.root / STAGING / f"deleted-{name}-{info.version}-{uuid.uuid4().hex}"
             trash.parent.mkdir(exist_ok=True)
+            _append_line(self.root / DELETIONS, json.dumps(
+                {"name": name, "version": info.version, "job": job, "deleted_unix": round(time.time(), 3)}))
             os.rename(info.path, trash)  # atomic disappearance, then slow removal
             info.hold_marker.unlink(missing_ok=True)
             _fsync_dir(info.path.parent)
@@ -245,13 +296,42 @@ def _write_atomically(path: Path, text: str) -> None:
     os.rename(temporary, path)
 
 
-def _owner_alive(staging_name: str) -> bool:
-    """Staging dirs are named '<pid>-<uuid>'; anything else (e.g. deleted versions) is garbage."""
-    pid_text = staging_name.split("-", 1)[0]
-    if not pid_text.isdigit():
-        return False
+def _append_line(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write(line + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), or None off Linux / when gone."""
     try:
-        os.kill(int(pid_text), 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> str:
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else "0"
+
+
+def _owner_alive(staging_name: str) -> bool:
+    """Staging dirs are named '<pid>-t<start time>-<uuid>' (older ones '<pid>-<uuid>'); anything else
+    (e.g. deleted versions) is garbage. A zombie (killed, not yet reaped: common when a container's
+    init does not reap) or a different process that reuses the pid does not keep a dir alive."""
+    parts = staging_name.split("-")
+    if not parts[0].isdigit():
+        return False
+    pid = int(parts[0])
+    fields = _proc_stat(pid)
+    if fields is not None:
+        if fields[0] in ("Z", "X"):
+            return False
+        started = parts[1][1:] if len(parts) > 2 and parts[1].startswith("t") else None
+        return started is None or started == "0" or started == fields[19]
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
