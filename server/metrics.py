@@ -17,6 +17,10 @@ class ServerMetrics:
                                 ["method", "code"], registry=self.registry)
         self.latency = Histogram("edgeq_grpc_request_seconds", "gRPC request latency in seconds", ["method"],
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.http_requests = Counter("edgeq_http_requests", "HTTP requests by endpoint (the gRPC method's name) "
+                                     "and status", ["endpoint", "code"], registry=self.registry)
+        self.http_latency = Histogram("edgeq_http_request_seconds", "HTTP request latency in seconds (successes)",
+                                      ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.inflight = Gauge("edgeq_inference_inflight", "inference requests in flight (queue depth)",
                               registry=self.registry)
         self.jobs = Gauge("edgeq_jobs", "quantization jobs by state", ["state"], registry=self.registry)
