@@ -72,6 +72,7 @@ class EdgeqServer:
         self.metrics = ServerMetrics()
         self.metrics.watch(lambda: len(self.registry.all_loaded()), lambda: self.registry.inflight, self.jobs.count,
                            ("QUEUED", "RUNNING", *FINAL_STATES))
+        self.metrics.watch_models(self.registry.all_loaded)
         self.health = health.aio.HealthServicer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_now = asyncio.Event()

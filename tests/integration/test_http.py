@@ -195,3 +195,41 @@ def test_tokens_and_tls_guard_the_http_door(pki: dict[str, Path], tmp_path: Path
     finally:
         assert server.stop() == 0
     assert MANAGE not in server.log.read_text() and INFER not in server.log.read_text()
+
+
+def _scrape(server: ServerProcess) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_per_model_metrics_count_both_doors(server: ServerProcess) -> None:
+    from edgeq_server.gen.inference import grpc_service_pb2 as pb
+    from edgeq_server.gen.inference import grpc_service_pb2_grpc as pb_grpc
+
+    label = f'{{model="{NAME}",version="1"}}'
+    before = _scrape(server)
+    assert call(f"{server.http_url}/v2/models/{NAME}/infer", "POST", infer_body())[0] == 200  # 3 rows over HTTP
+    assert call(f"{server.http_url}/v2/models/{NAME}/infer", "POST", infer_body(X.reshape(4, 3)))[0] == 400
+    request = pb.ModelInferRequest(model_name=NAME, inputs=[
+        pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 4])],
+        raw_input_contents=[X[:1].tobytes()])
+    with server.channel() as channel:  # 1 row over gRPC
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    after = _scrape(server)
+
+    def grew(name: str) -> float:
+        return after[name + label] - before.get(name + label, 0.0)
+
+    assert grew("edgeq_inference_request_success_total") == 2 and grew("edgeq_inference_request_failure_total") == 1
+    assert grew("edgeq_inference_count_total") == 4 and grew("edgeq_inference_request_seconds_count") == 2
+    assert grew("edgeq_inference_queue_seconds_count") == 2 and grew("edgeq_inference_request_duration_us_total") > 0
+    executions = grew("edgeq_inference_exec_count_total")
+    assert 1 <= executions <= 2 and grew("edgeq_inference_batch_size_count") == executions
+    assert grew("edgeq_inference_batch_size_sum") == 4  # every row in exactly one execution
+    # the runtime's statistics and the metrics are one source
+    stats = json.loads(call(f"{server.http_url}/v2/models/{NAME}/stats")[2])["model_stats"][0]
+    assert after["edgeq_inference_count_total" + label] == stats["inference_count"]
+    assert after["edgeq_inference_exec_count_total" + label] == stats["execution_count"]
+    assert after[f'edgeq_inference_request_seconds_bucket{{le="+Inf",model="{NAME}",version="1"}}'] == \
+        stats["inference_stats"]["success"]["count"]
