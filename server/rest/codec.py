@@ -81,13 +81,13 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
             raise InvalidArgument("each input needs a name, a datatype and a shape (a list of integers)")
         if name in arrays:
             raise InvalidArgument(f"input {name!r} appears twice")
-        size = _object(tensor.get("parameters") or {}, f"input {name!r} parameters").get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise InvalidArgument(f"input {name!r}: binary_data_size {size!r} does not fit the "
+        nbytes = _object(tensor.get("parameters") or {}, f"input {name!r} parameters").get("binary_data_size")
+        if nbytes is not None:
+            if not isinstance(nbytes, int) or nbytes < 0 or offset + nbytes > len(binary):
+                raise InvalidArgument(f"input {name!r}: binary_data_size {nbytes!r} does not fit the "
                                       f"{len(binary) - offset} binary bytes left")
-            arrays[name] = from_raw(name, datatype, shape, binary[offset:offset + size])
-            offset += size
+            arrays[name] = from_raw(name, datatype, shape, binary[offset:offset + nbytes])
+            offset += nbytes
         elif "data" in tensor:
             arrays[name] = _json_tensor(name, datatype, shape, tensor["data"])
         else:
