@@ -64,7 +64,7 @@ def main() -> None:
     info = ModelStore(args.store).get(args.model)
     shape = [1, *info.report()["model"]["input"]["shape"]]
     shape_text = "[" + ",".join(map(str, shape)) + "]"
-    launched = launch([sys.executable, "-m", "edgeq.cli", "serve", "--store", str(args.store), "--port", "0",
+    launched = launch([sys.executable, "-m", "edgeq.cli", "serve", "--store", str(args.store), "--port", "0", "--http-port", "0",
                        "--performance-hint", args.hint], stderr=subprocess.DEVNULL)
     server, target = launched.process, f"127.0.0.1:{launched.port}"
     concurrencies = [int(c) for c in args.concurrency.split(",")]

@@ -104,7 +104,7 @@ class Variant:
     rows: dict[str, dict[int, list[dict[str, float]]]] = field(default_factory=dict)
 
     def start(self, store: Path) -> None:
-        command = [self.python, "-m", "edgeq.cli", "serve", "--store", str(store.resolve()), "--port", "0", *self.flags]
+        command = [self.python, "-m", "edgeq.cli", "serve", "--store", str(store.resolve()), "--port", "0", "--http-port", "0", *self.flags]
         # `python -m` puts the working directory first on sys.path: run in the interpreter's own checkout.
         checkout = Path(self.python).parent.parent.parent
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -109,7 +109,7 @@ def main() -> None:
 
             store = Path(scratch) / "store"
             run_demo(store)
-        launched = launch([sys.executable, "-m", "edgeq.cli", "serve", "--store", str(store), "--port", "0"])
+        launched = launch([sys.executable, "-m", "edgeq.cli", "serve", "--store", str(store), "--port", "0", "--http-port", "0"])
         server, port = launched.process, launched.port
         try:
             result = asyncio.run(soak(f"127.0.0.1:{port}", server.pid, args.minutes * 60, args.interval,

@@ -1,4 +1,5 @@
-"""Build and run the one `grpc.aio` server: inference, management, health, reflection, metrics.
+"""Build and run the server: one `grpc.aio` server (inference, management, health, reflection), the
+KServe v2 REST/HTTP door beside it in the same event loop over the same registry, and metrics.
 
     python -m edgeq_server.app --store DIR --port 8001       (or: edgeq serve ...)
 """
@@ -33,9 +34,10 @@ from edgeq_server.gen.edgeq.v1 import edgeq_pb2, edgeq_pb2_grpc
 from edgeq_server.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from edgeq_server.inference import InferenceServicer
 from edgeq_server.interceptors import ErrorsAndMetrics
-from edgeq_server.launch import LISTENING, METRICS
+from edgeq_server.launch import HTTP, LISTENING, METRICS
 from edgeq_server.management import ArtifactsServicer, ModelsServicer, QuantizationServicer
 from edgeq_server.metrics import ServerMetrics
+from edgeq_server.rest.routes import Access, HttpSite, build_app, ssl_context
 from edgeq_server.startup_checks import warn_insecure_settings
 
 log = logging.getLogger("edgeq.server")
@@ -75,6 +77,7 @@ class EdgeqServer:
         self.metrics = ServerMetrics()
         self.metrics.watch(lambda: len(self.registry.all_loaded()), lambda: self.registry.inflight, self.jobs.count,
                            ("QUEUED", "RUNNING", *FINAL_STATES))
+        self.metrics.watch_models(self.registry.all_loaded)
         self.health = health.aio.HealthServicer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_now = asyncio.Event()
@@ -84,8 +87,9 @@ class EdgeqServer:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes)]
         interceptors: list[grpc.aio.ServerInterceptor] = []
-        if config.token_file:
-            interceptors.append(TokenAuth(TokenTable.load(config.token_file), config.require_infer_token))
+        tokens = TokenTable.load(config.token_file) if config.token_file else None
+        if tokens:
+            interceptors.append(TokenAuth(tokens, config.require_infer_token))
         interceptors.append(ErrorsAndMetrics(self.metrics))
         self.server = grpc.aio.server(interceptors=interceptors, options=options,
                                       maximum_concurrent_rpcs=config.concurrent_rpcs())
@@ -102,7 +106,12 @@ class EdgeqServer:
         ]
         reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME],
                                             self.server)
+        http_app = build_app(self.registry, lambda: self.ready, self.metrics, Access(tokens, config.require_infer_token),
+                             config.max_message_bytes)
+        http_tls = ssl_context(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert else None
+        self.http = HttpSite(http_app, config.host, config.http_port, http_tls, config.grace_seconds)
         self.port = 0
+        self.http_port = 0
         self.metrics_port = 0
 
     def _published(self) -> None:
@@ -120,6 +129,8 @@ class EdgeqServer:
             raise InvalidArgument(f"cannot listen on {self.config.host}:{self.config.port}")
         await self.registry.refresh()
         await self.server.start()
+        self.http_port = await self.http.start()
+        print(HTTP.format(host=self.config.host, port=self.http_port), flush=True)
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.config.metrics_port, self.config.host)
             print(METRICS.format(host=self.config.host, port=self.metrics_port), flush=True)
@@ -128,7 +139,8 @@ class EdgeqServer:
         for name in [*self.service_names, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._refresher = asyncio.create_task(self._refresh_loop())
-        log.info("edgeq serving %s on %s:%d", self.config.store, self.config.host, self.port)
+        log.info("edgeq serving %s on %s: gRPC %d, HTTP %d", self.config.store, self.config.host, self.port,
+                 self.http_port)
         return self.port
 
     async def _refresh_loop(self) -> None:
@@ -166,7 +178,7 @@ class EdgeqServer:
         refused = self.registry.close(Unavailable(
             "the server is stopping and this request could not run within its grace period; retry"))
         await self._until_no_inference(margin)
-        await self.server.stop(0.2)
+        await asyncio.gather(self.server.stop(0.2), self.http.stop())
         idle = await self.registry.wait_idle(30.0)  # no OpenVINO callback may outlive the event loop
         answered = self._answered() - answered_before
         log.info("stopped: %d inference requests in flight at the signal: %d answered, %d refused UNAVAILABLE, "

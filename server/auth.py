@@ -1,4 +1,4 @@
-"""Bearer tokens for the gRPC API, from a token file.
+"""Bearer tokens for the gRPC and HTTP APIs, from a token file.
 
 Token file: one `<scope> <token>` per line (`#` comments). Scopes:
 - `manage`: every RPC (uploads, jobs, model deletion and export, repository load/unload, inference);
@@ -24,6 +24,7 @@ from edgeq_server.handlers import replace_behaviour
 SCOPES = ("manage", "infer")
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 MANAGE_PREFIXES = ("/edgeq.v1.",)
+UNAUTHENTICATED, PERMISSION_DENIED = "UNAUTHENTICATED", "PERMISSION_DENIED"
 MANAGE_METHODS = ("/inference.GRPCInferenceService/RepositoryModelLoad",
                   "/inference.GRPCInferenceService/RepositoryModelUnload")
 
@@ -54,6 +55,17 @@ class TokenTable:
                 found = scope
         return found
 
+    def refusal(self, authorization: str, needed: str) -> str | None:
+        """None when an `Authorization: Bearer <token>` value grants `needed`; else UNAUTHENTICATED
+        (no known token) or PERMISSION_DENIED (an infer token where manage is needed). Both doors ask here."""
+        token = authorization[len("Bearer "):].encode() if authorization.startswith("Bearer ") else b""
+        scope = self.scope_of(token) if token else None
+        if scope is None:
+            return UNAUTHENTICATED
+        if needed == "manage" and scope != "manage":
+            return PERMISSION_DENIED
+        return None
+
 
 def required_scope(method: str, require_infer_token: bool) -> str | None:
     if method.startswith(OPEN_PREFIXES):
@@ -77,14 +89,13 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if handler is None or needed is None:
             return handler
         header = dict(details.invocation_metadata or ()).get("authorization", "")
-        token = header[len("Bearer "):].encode() if isinstance(header, str) and header.startswith("Bearer ") else b""
-        scope = self.tokens.scope_of(token) if token else None
-        if scope is None:
-            code, message = grpc.StatusCode.UNAUTHENTICATED, "this RPC needs 'authorization: Bearer <token>' metadata"
-        elif needed == "manage" and scope != "manage":
-            code, message = grpc.StatusCode.PERMISSION_DENIED, "this RPC needs a token with the 'manage' scope"
-        else:
+        refusal = self.tokens.refusal(header if isinstance(header, str) else "", needed)
+        if refusal is None:
             return handler
+        if refusal == UNAUTHENTICATED:
+            code, message = grpc.StatusCode.UNAUTHENTICATED, "this RPC needs 'authorization: Bearer <token>' metadata"
+        else:
+            code, message = grpc.StatusCode.PERMISSION_DENIED, "this RPC needs a token with the 'manage' scope"
 
         async def deny(_request: object, context: grpc.aio.ServicerContext) -> None:
             await context.abort(code, message)

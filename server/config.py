@@ -32,6 +32,7 @@ class ServerConfig:
     store: Path = _option("model store directory", Path("store"))
     host: str = _option("address to listen on", "127.0.0.1")
     port: int = _option("gRPC port (0 picks a free one)", 8001)
+    http_port: int = _option("KServe v2 REST/HTTP port, same TLS and tokens as gRPC (0 picks a free one)", 8000)
     metrics_port: int | None = _option("Prometheus metrics port (unset: no metrics endpoint; 0: a free one)")
     max_message_bytes: int = _option("largest gRPC message", 64 * 2**20)
     max_upload_bytes: int = _option("largest artifact upload", 2 * 2**30)
@@ -69,7 +70,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         self.store = Path(self.store)
         self.state_dir = Path(self.state_dir) if self.state_dir else self.store
-        if not 0 <= self.port < 65536 or not 0 <= (self.metrics_port or 0) < 65536:
+        if not all(0 <= p < 65536 for p in (self.port, self.http_port, self.metrics_port or 0)):
             raise InvalidArgument("ports must be in 0..65535")
         if self.max_message_bytes < 1 << 20:
             raise InvalidArgument("max message size must be at least 1 MiB")

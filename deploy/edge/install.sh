@@ -4,12 +4,12 @@
 #   deploy/edge/install.sh --bundle vit-fmnist-1.edgeq.tar                 # from a bundle file
 #   deploy/edge/install.sh --from 10.0.0.5:8001 --model vit-fmnist [--version 3] [--token-file t]
 #   options: --root DIR (install under DIR, for tests/images) --dry-run --no-systemd --no-smoke
-#            --package SPEC (what pip installs, default: edgeq) --port 8001 --user edgeq
+#            --package SPEC (what pip installs, default: edgeq) --port 8001 --http-port 8000 --user edgeq
 #
 # Safe to re-run: the same bundle installs once; a tampered bundle is refused and nothing changes.
 set -euo pipefail
 
-ROOT=""; BUNDLE=""; FROM=""; MODEL=""; VERSION=0; DRY=0; SYSTEMD=1; SMOKE=1; PORT=8001; USER_NAME=edgeq
+ROOT=""; BUNDLE=""; FROM=""; MODEL=""; VERSION=0; DRY=0; SYSTEMD=1; SMOKE=1; PORT=8001; HTTP_PORT=8000; USER_NAME=edgeq
 PACKAGE="${EDGEQ_PACKAGE:-edgeq}"; PYTHON="${PYTHON:-python3}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
     --version) VERSION="$2"; shift 2 ;;
     --package) PACKAGE="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
+    --http-port) HTTP_PORT="$2"; shift 2 ;;
     --user) USER_NAME="$2"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --no-systemd) SYSTEMD=0; shift ;;
@@ -65,7 +66,7 @@ run "$VENV/bin/edgeq" models import "$BUNDLE" --store "$STORE"
 
 # 4. the systemd unit: unprivileged user, read-only store, restart on failure
 UNIT_TEXT="[Unit]
-Description=edgeq INT8 model server (KServe v2 gRPC)
+Description=edgeq INT8 model server (KServe v2 gRPC and HTTP)
 After=network-online.target
 Wants=network-online.target
 
@@ -73,7 +74,7 @@ Wants=network-online.target
 Type=simple
 User=$USER_NAME
 Group=$USER_NAME
-ExecStart=/opt/edgeq/venv/bin/edgeq serve --store /var/lib/edgeq/models --state-dir /var/lib/edgeq/state --host 127.0.0.1 --port $PORT
+ExecStart=/opt/edgeq/venv/bin/edgeq serve --store /var/lib/edgeq/models --state-dir /var/lib/edgeq/state --host 127.0.0.1 --port $PORT --http-port $HTTP_PORT
 Restart=on-failure
 RestartSec=2
 NoNewPrivileges=true
@@ -108,7 +109,7 @@ if [ "$SMOKE" = 1 ] && [ "$DRY" = 0 ]; then
 import json, subprocess, sys
 from edgeq_server.launch import launch
 store, edgeq = sys.argv[1], sys.argv[2]
-launched = launch([edgeq, "serve", "--store", store, "--port", "0"])
+launched = launch([edgeq, "serve", "--store", store, "--port", "0", "--http-port", "0"])
 server, port = launched.process, launched.port
 try:
     names = subprocess.run([edgeq, "models", "list", "--store", store, "--json"], capture_output=True, text=True, check=True)

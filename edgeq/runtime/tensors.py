@@ -42,7 +42,7 @@ def _check_shape(name: str, shape: Sequence[int]) -> int:
     return count
 
 
-def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview) -> np.ndarray:
     dtype = DATATYPES.get(datatype)
     if dtype is None:
         raise InvalidArgument(f"input {name!r}: unsupported datatype {datatype!r} (supported: {sorted(DATATYPES)})")

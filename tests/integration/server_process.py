@@ -24,21 +24,27 @@ class ServerProcess:
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
         self.log = store.parent / f"{store.name}-server.log"
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
     def start(self) -> "ServerProcess":
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log, "a")
         try:
             launched = launch([*self.launcher, sys.executable, "-m", "edgeq.cli", "serve", "--store", str(self.store), "--port", "0",
-                               *self.extra], stderr=log, cwd=ROOT, env=env)
+                               "--http-port", "0", *self.extra], stderr=log, cwd=ROOT, env=env)
         except RuntimeError as error:
             raise RuntimeError(f"{error}: {self.log.read_text()[-3000:]}") from None
         self.process, self.port, self.metrics_port = launched.process, launched.port, launched.metrics_port
+        self.http_port = launched.http_port
         return self
 
     def channel(self) -> grpc.Channel:

@@ -67,7 +67,8 @@ def test_serve_only_server_refuses_quantization_plainly(edge_root: Path, tmp_pat
     from edgeq_server.launch import launch
 
     launched = launch([str(edge_root / "opt/edgeq/venv/bin/edgeq"), "serve", "--store",
-                       str(edge_root / "var/lib/edgeq/models"), "--state-dir", str(tmp_path / "state"), "--port", "0"])
+                       str(edge_root / "var/lib/edgeq/models"), "--state-dir", str(tmp_path / "state"), "--port", "0",
+                       "--http-port", "0"])
     server = launched.process
     try:
         with grpc.insecure_channel(f"127.0.0.1:{launched.port}") as channel:

@@ -44,10 +44,15 @@ def test_kserve_resources_have_the_structure_kserve_needs() -> None:
     assert model["protocolVersion"] == "grpc-v2"
 
 
-def test_probes_use_grpc_health_and_threads_follow_the_cpu_limit() -> None:
+def test_probes_use_both_doors_and_threads_follow_the_cpu_limit() -> None:
     deployment = next(d for d in _documents("deployment.yaml") if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["grpc"]["port"] == 8001 and container["livenessProbe"]["grpc"]["port"] == 8001
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["grpc"]["port"] == ports["grpc"] == 8001
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert ports["http"] == 8000 and "8000" == container["args"][container["args"].index("--http-port") + 1]
+    service = next(d for d in _documents("deployment.yaml") if d["kind"] == "Service")
+    assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "http", "metrics"}
     env = {e["name"]: e for e in container["env"]}
     assert env["EDGEQ_INFERENCE_THREADS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
     assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"]
@@ -74,6 +79,13 @@ def test_every_flag_and_variable_the_files_use_exists() -> None:
             for arg in container.get("args", []):
                 if arg.startswith("--"):
                     assert arg in flags, arg
+
+
+def test_docker_health_checks_probe_the_http_door() -> None:
+    for dockerfile in sorted((ROOT / "deploy" / "docker").glob("Dockerfile.*")):
+        text = dockerfile.read_text()
+        assert "http://127.0.0.1:8000/v2/health/ready" in text.split("HEALTHCHECK", 1)[1].splitlines()[0]
+        assert "EDGEQ_HTTP_PORT=8000" in text and "EXPOSE 8000 8001 9090" in text
 
 
 def test_dockerfiles_lint_clean() -> None:
