@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from edgeq._offline import disable_telemetry
 from edgeq.artifacts import ArtifactStore, sweep_partial_uploads
-from edgeq.errors import InvalidArgument
+from edgeq.errors import InvalidArgument, NotFound
 from edgeq.jobs.db import FINAL_STATES, JobDB
 from edgeq.jobs.runner import JobRunner
 from edgeq.runtime.registry import ModelRegistry
@@ -60,6 +60,8 @@ class EdgeqServer:
     def __init__(self, config: ServerConfig):
         disable_telemetry()
         self.config = config
+        if not config.store.is_dir() and not config.create:
+            raise NotFound(f"no model store at {config.store}: give an existing folder, or --create for a new one")
         self.store = ModelStore(config.store)
         assert config.state_dir is not None
         config.state_dir.mkdir(parents=True, exist_ok=True)
