@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from edgeq._offline import disable_telemetry
 from edgeq.artifacts import ArtifactStore, sweep_partial_uploads
-from edgeq.errors import InvalidArgument, Unavailable
+from edgeq.errors import InvalidArgument, NotFound, Unavailable
 from edgeq.jobs.db import FINAL_STATES, JobDB
 from edgeq.jobs.runner import JobRunner
 from edgeq.runtime import memory
@@ -67,6 +67,8 @@ class EdgeqServer:
         memory.return_freed_memory_promptly()
         warn_insecure_settings(config)
         self.config = config
+        if not config.store.is_dir() and not config.create:
+            raise NotFound(f"no model store at {config.store}: give an existing folder, or --create for a new one")
         self.store = ModelStore(config.store)
         assert config.state_dir is not None
         config.state_dir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ class ServerConfig:
     """Server settings; from flags, or from EDGEQ_<FIELD> environment variables (`from_env`)."""
 
     store: Path = _option("model store directory", Path("store"))
+    create: bool = _option("create the store directory if it does not exist (without it a missing store is an "
+                           "error: a mistyped path would serve nothing)", False)
     host: str = _option("address to listen on", "127.0.0.1")
     port: int = _option("gRPC port (0 picks a free one)", 8001)
     http_port: int = _option("KServe v2 REST/HTTP port, same TLS and tokens as gRPC (0 picks a free one)", 8000)

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from edgeq_server.client import Security
 from edgeq_server.gen.inference import grpc_service_pb2 as pb
 from edgeq_server.gen.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -58,8 +59,10 @@ async def _inputs(stub: pb_grpc.GRPCInferenceServiceStub, model: str, version: s
 
 async def run_load(target: str, model: str, *, version: str = "", concurrency: int = 1, duration: float = 10.0,
                    max_requests: int = 1_000_000, batch: int = 1, data: np.ndarray | None = None,
-                   channel_options: list[tuple[str, Any]] | None = None, on_tick: Any = None) -> LoadResult:
-    async with grpc.aio.insecure_channel(target, options=channel_options or [
+                   channel_options: list[tuple[str, Any]] | None = None, on_tick: Any = None,
+                   security: Security | None = None) -> LoadResult:
+    """`security`: TLS/mTLS credentials and token for a secured server (default: a plain channel)."""
+    async with (security or Security()).aio_channel(target, channel_options or [
             ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         request = await _inputs(stub, model, version, batch, data)

@@ -3,14 +3,16 @@
 #
 #   deploy/edge/install.sh --bundle vit-fmnist-1.edgeq.tar                 # from a bundle file
 #   deploy/edge/install.sh --from 10.0.0.5:8001 --model vit-fmnist [--version 3] [--token-file t]
+#                          [--ca ca.pem] [--cert client.pem --key client.key]
 #   options: --root DIR (install under DIR, for tests/images) --dry-run --no-systemd --no-smoke
 #            --package SPEC (what pip installs, default: edgeq) --port 8001 --http-port 8000 --user edgeq
+#   --from a secured server: --token-file (the bare token; or EDGEQ_TOKEN), --ca (TLS), --cert/--key (mTLS)
 #
 # Safe to re-run: the same bundle installs once; a tampered bundle is refused and nothing changes.
 set -euo pipefail
 
 ROOT=""; BUNDLE=""; FROM=""; MODEL=""; VERSION=0; DRY=0; SYSTEMD=1; SMOKE=1; PORT=8001; HTTP_PORT=8000; USER_NAME=edgeq
-PACKAGE="${EDGEQ_PACKAGE:-edgeq}"; PYTHON="${PYTHON:-python3}"
+PACKAGE="${EDGEQ_PACKAGE:-edgeq}"; PYTHON="${PYTHON:-python3}"; CONNECT=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="$2"; shift 2 ;;
@@ -22,10 +24,14 @@ while [ $# -gt 0 ]; do
     --port) PORT="$2"; shift 2 ;;
     --http-port) HTTP_PORT="$2"; shift 2 ;;
     --user) USER_NAME="$2"; shift 2 ;;
+    --token-file) CONNECT+=(--token-file "$2"); shift 2 ;;
+    --ca) CONNECT+=(--ca "$2"); shift 2 ;;
+    --cert) CONNECT+=(--cert "$2"); shift 2 ;;
+    --key) CONNECT+=(--key "$2"); shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --no-systemd) SYSTEMD=0; shift ;;
     --no-smoke) SMOKE=0; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -53,10 +59,12 @@ fi
 if [ -z "$BUNDLE" ]; then
   run mkdir -p "$DOWNLOADS"
   if [ "$DRY" = 1 ]; then
-    echo "+ $VENV/bin/edgeq export $MODEL --version $VERSION --out $DOWNLOADS --target $FROM"
+    echo "+ $VENV/bin/edgeq export $MODEL --version $VERSION --out $DOWNLOADS --target $FROM ${CONNECT[*]}"
     BUNDLE="$DOWNLOADS/$MODEL-$VERSION.edgeq.tar"
   else
-    BUNDLE=$("$VENV/bin/edgeq" export "$MODEL" --version "$VERSION" --out "$DOWNLOADS" --target "$FROM" | sed -n 's/^bundle written to //p')
+    BUNDLE=$("$VENV/bin/edgeq" export "$MODEL" --version "$VERSION" --out "$DOWNLOADS" --target "$FROM" ${CONNECT[@]+"${CONNECT[@]}"} \
+             | sed -n 's/^bundle written to //p')
+    [ -n "$BUNDLE" ] || { echo "install.sh: export from $FROM failed (see the error above)" >&2; exit 1; }
   fi
 fi
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.cli.help import add_command, existing_or_new_folder
 from edgeq.cli.progress import run_with_progress
 from edgeq.datasets import fashion_mnist
 
@@ -55,12 +56,17 @@ def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from edgeq.cli.local import ensure_store
+
+    ensure_store(args.store)
     return run_demo(Path(args.store), serve=args.serve, port=args.port)
 
 
 def add_commands(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="quantize the Fashion-MNIST ViT shipped with edgeq (and serve it)")
-    demo.add_argument("--store", default="demo-store")
+    demo = add_command(commands, "demo", "quantize the Fashion-MNIST ViT shipped with edgeq (and serve it)", [
+        "edgeq demo --store demo-store", "edgeq demo --store demo-store --serve --port 8001"])
+    demo.add_argument("--store", default="demo-store", type=existing_or_new_folder,
+                      help="model store folder (created if missing)")
     demo.add_argument("--serve", action="store_true", help="serve it afterwards with the gRPC server")
-    demo.add_argument("--port", type=int, default=8001)
+    demo.add_argument("--port", type=int, default=8001, help="gRPC port for --serve")
     demo.set_defaults(func=cmd_demo)

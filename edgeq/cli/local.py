@@ -1,4 +1,5 @@
-"""CLI commands that need no server: quantize (in this process) and models (a local store)."""
+"""CLI commands that need no server: quantize (in this process) and models (a local store, or a
+server's with --target)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeq.cli import exits
+from edgeq.cli.connect import add_connection_flags, security_from_args
 from edgeq.cli.flags import add_job_arguments, add_option_flags, options_from_flags
+from edgeq.cli.help import add_command, existing_or_new_folder
 from edgeq.cli.progress import run_with_progress
-from edgeq.errors import InvalidArgument
+from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
@@ -20,9 +24,18 @@ def request_from_args(args: argparse.Namespace) -> Any:
                            options=options_from_flags(args))
 
 
+def ensure_store(path: str) -> None:
+    """Create a store folder for a command that writes one, before any work starts."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FailedPrecondition(f"cannot create the store folder {path}: {error.strerror}") from None
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     from edgeq.report.summary import summary_lines
 
+    ensure_store(args.store)
     result = run_with_progress(request_from_args(args))
     for line in summary_lines(result.report):
         print(line)
@@ -31,67 +44,110 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"held back from serving by the speed gate; serve it anyway: "
               f"edgeq models promote {result.name} --version {result.version} --store {args.store}")
     print(f"report: {result.path / 'report.html'}")
-    return 0 if result.budget_met else 3
+    return exits.OK if result.budget_met else exits.BUDGET_NOT_MET
+
+
+def _row(name: str, version: int, held: str | None, report: dict[str, Any]) -> dict[str, Any]:
+    acc = report.get("accuracy", {})
+    return {"name": name, "version": version, "held": held or None, "metric": acc.get("metric"),
+            "float": acc.get("float"), "int8": acc.get("final"), "met": acc.get("met"),
+            "source": report.get("model", {}).get("source")}
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        score = f"{row['metric']} {row['float']:.4f} -> {row['int8']:.4f}" if row["metric"] else ""
+        held = f"  HELD: {row['held']}" if row["held"] else ""
+        print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  "
+              f"{row['source']}{held}")
+
+
+def _models_on_server(args: argparse.Namespace) -> int:
+    """list, show and promote through the server's Models API."""
+    from edgeq_server.client import EdgeqClient
+    from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
+
+    if args.action not in ("list", "show", "promote"):
+        raise InvalidArgument(f"edgeq models {args.action} works on a local store: give --store, not --target")
+    with EdgeqClient(args.target, security=security_from_args(args)) as client:
+        if args.action == "list":
+            rows = [_row(model.name, v.version, v.held_reason, json.loads(v.report_json) if v.report_json else {})
+                    for model in client.models.List(pb.ListModelsRequest()).models for v in model.versions]
+            _print_rows(rows, args.json)
+        elif args.action == "show":
+            print(json.dumps(client.report(args.model, args.version or 0), indent=2))
+        else:
+            info = client.models.Promote(pb.ModelRef(name=args.model, version=args.version))
+            print(f"{info.name} version {args.version} promoted: the server serves it")
+    return exits.OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.action in ("show", "promote") and not args.model:
+        raise InvalidArgument(f"edgeq models {args.action} NAME: give the model name")
+    if args.action == "promote" and not args.version:
+        raise InvalidArgument("edgeq models promote NAME --version N")
+    if args.action == "import" and not args.model:
+        raise InvalidArgument("edgeq models import BUNDLE.edgeq.tar --store DIR")
+    if args.target and args.store:
+        raise InvalidArgument("give --store DIR (a local store) or --target HOST:PORT (a server), not both")
+    if args.target:
+        return _models_on_server(args)
+    if not args.store:
+        raise InvalidArgument(f"edgeq models {args.action}: give --store DIR (a local store) or --target HOST:PORT")
     from edgeq.store import ModelStore
 
+    if args.action != "import" and not Path(args.store).is_dir():
+        raise NotFound(f"no model store at {args.store} (edgeq quantize --store DIR creates one)")
     store = ModelStore(args.store)
     if args.action == "list":
-        rows = []
-        for name in store.names():
-            for info in store.versions(name):
-                report = info.report()
-                acc = report.get("accuracy", {})
-                rows.append({"name": name, "version": info.version, "held": info.held(), "metric": acc.get("metric"),
-                             "float": acc.get("float"), "int8": acc.get("final"), "met": acc.get("met"),
-                             "source": report.get("model", {}).get("source")})
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            for row in rows:
-                score = f"{row['metric']} {row['float']:.4f} -> {row['int8']:.4f}" if row["metric"] else ""
-                held = f"  HELD: {row['held']}" if row["held"] else ""
-                print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  "
-                      f"{row['source']}{held}")
-        return 0
+        _print_rows([_row(name, info.version, info.held(), info.report())
+                     for name in store.names() for info in store.versions(name)], args.json)
+        return exits.OK
     if args.action == "show":
         info = store.get(args.model, args.version)
         print(json.dumps(info.report(), indent=2))
-        return 0
+        return exits.OK
     if args.action == "import":
         from edgeq.store.bundle import import_bundle
 
         info = import_bundle(store, Path(args.model), args.name)
         print(f"imported {info.name} version {info.version} into {args.store}")
-        return 0
+        return exits.OK
     if args.action == "promote":
-        if not args.model or not args.version:
-            raise InvalidArgument("edgeq models promote NAME --version N")
         info = store.promote(args.model, args.version)
         print(f"{info.name} version {info.version} promoted: servers of this store load it on their next refresh")
-        return 0
-    if args.action == "validate":
-        problems = store.validate()
-        for problem in problems:
-            print(problem)
-        return 1 if problems else 0
-    return 2
+        return exits.OK
+    problems = store.validate()
+    for problem in problems:
+        print(problem)
+    return exits.FAILED if problems else exits.OK
 
 
 def add_commands(commands: Any) -> None:
-    quantize = commands.add_parser("quantize", help="quantize a model into the store (no server needed)")
-    quantize.add_argument("--store", required=True)
+    quantize = add_command(commands, "quantize", "quantize a model into the store (no server needed)", [
+        "edgeq quantize --model timm:edgeq_vit_fmnist --calibration calib.npz --store ./models --name vit",
+        "edgeq quantize --model model.onnx --calibration images.tar --validation val.tar --metric top1 "
+        "--max-drop 0.005 --store ./models --name vit-s"])
+    quantize.add_argument("--store", required=True, type=existing_or_new_folder,
+                          help="model store folder (created if missing)")
     add_job_arguments(quantize)
     add_option_flags(quantize)
     quantize.set_defaults(func=cmd_quantize)
 
-    models = commands.add_parser("models", help="list, show, validate, import or promote models in a store")
-    models.add_argument("action", choices=["list", "show", "validate", "import", "promote"])
-    models.add_argument("model", nargs="?", help="model name (show) or bundle file (import)")
+    models = add_command(commands, "models", "list, show, validate, import or promote models in a store or on a server", [
+        "edgeq models list --store ./models", "edgeq models show vit --version 2 --store ./models",
+        "edgeq models import vit-1.edgeq.tar --store /var/lib/edgeq/models",
+        "edgeq models promote vit --version 2 --store ./models",
+        "edgeq models list --target quantizer:8001 --ca ca.pem --token-file token"])
+    models.add_argument("action", choices=["list", "show", "validate", "import", "promote"], help="what to do")
+    models.add_argument("model", nargs="?", help="model name (show, promote) or bundle file (import)")
     models.add_argument("--name", help="import under this name instead of the bundle's")
-    models.add_argument("--version", type=int)
-    models.add_argument("--store", required=True)
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--version", type=int, help="version (show: default the latest; promote: required)")
+    models.add_argument("--store", type=existing_or_new_folder, help="local model store folder")
+    models.add_argument("--json", action="store_true", help="list as JSON")
+    add_connection_flags(models, "a server's models instead of a local store (HOST:PORT)", default_target=None)
     models.set_defaults(func=cmd_models)

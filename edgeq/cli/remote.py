@@ -1,6 +1,8 @@
 """CLI commands that run or talk to a server: serve, submit, jobs, bench, health, export.
 
 The gRPC side (`edgeq_server`) is imported inside each command, so `edgeq quantize` never loads it.
+Every command that talks to a server takes the connection flags of `edgeq.cli.connect` (TLS, mTLS,
+token); its gRPC errors become one line and an exit code in `edgeq.cli.exits`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeq.cli import exits
+from edgeq.cli.connect import add_connection_flags, security_from_args
 from edgeq.cli.flags import add_job_arguments, add_option_flags, options_from_flags
+from edgeq.cli.help import add_command
+from edgeq.errors import InvalidArgument
 from edgeq.cli.progress import stage_progress
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from edgeq_server.app import serve_forever
@@ -27,7 +34,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from edgeq_server.specs import options_to_proto
 
     options = options_from_flags(args)  # bad options fail here, before anything is uploaded
-    with EdgeqClient(args.target) as client:
+    with EdgeqClient(args.target, security=security_from_args(args)) as client:
         source = pb.ModelSource()
         if args.model.startswith("timm:"):
             source.timm = args.model[len("timm:"):]
@@ -52,14 +59,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
               + (f": {final.error}" if final.error else ""))
         for line in json.loads(final.result_json).get("summary", []) if final.result_json else []:
             print(line)
-        return 0 if state == "SUCCEEDED" else 1
+        if state != "SUCCEEDED":
+            return exits.FAILED
+        return exits.OK if final.budget_met else exits.BUDGET_NOT_MET
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from edgeq_server.client import EdgeqClient
     from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 
-    with EdgeqClient(args.target) as client:
+    with EdgeqClient(args.target, security=security_from_args(args)) as client:
+        if args.action in ("cancel", "show") and not args.job:
+            raise InvalidArgument(f"edgeq jobs {args.action} JOB: give the job id (`edgeq jobs list` shows them)")
         if args.action == "cancel":
             job = client.quantization.Cancel(pb.JobRef(id=args.job))
             print(f"{job.id} {pb.JobState.Name(job.state)} {job.message}")
@@ -76,7 +87,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from edgeq_server.client import EdgeqClient
 
-    with EdgeqClient(args.target) as client:
+    with EdgeqClient(args.target, security=security_from_args(args)) as client:
         path = client.export(args.model, args.version, args.out)
     print(f"bundle written to {path}")
     return 0
@@ -104,10 +115,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not loopback:
             print(f"edgeq bench: {host} is not a loopback address; pass --allow-remote to load another machine")
             return 2
+    security = security_from_args(args)
     data = np.load(args.data)["inputs"] if args.data else None
     versions = [str(args.version or "")] + ([str(args.compare_version)] if args.compare_version else [])
     rows = []
-    with Progress(transient=True) as progress:
+    with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             for round_index in range(args.rounds if args.compare_version else 1):
                 for version in versions:
@@ -120,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
                     result = asyncio.run(run_load(args.target, args.model, version=version, concurrency=concurrency,
                                                   duration=args.duration, max_requests=args.max_requests,
-                                                  batch=args.batch, data=data, on_tick=tick))
+                                                  batch=args.batch, data=data, on_tick=tick, security=security))
                     progress.remove_task(task)
                     rows.append(result.to_dict())
     table = Table(title=f"edgeq bench {args.model} @ {args.target} (batch {args.batch})")
@@ -153,61 +165,75 @@ def cmd_health(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
-        with grpc.insecure_channel(args.target) as channel:
+        with security_from_args(args).channel(args.target) as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
                                                                timeout=args.timeout)
     except grpc.RpcError as error:
-        print(f"unhealthy: {error.code().name}: {error.details()}")
-        return 1
+        failure = exits.describe(error, args.target)
+        print(f"unhealthy: {failure.message if failure else error}")
+        return exits.FAILED  # a probe: 0 healthy, 1 anything else (Docker HEALTHCHECK and Kubernetes read it so)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     print(status)
     return 0 if status == "SERVING" else 1
 
 
 def add_commands(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="run the gRPC server (KServe v2 inference + edgeq management)")
+    serve = add_command(commands, "serve", "run the gRPC server (KServe v2 inference + edgeq management)", [
+        "edgeq serve --store ./models --port 8001 --metrics-port 9090",
+        "edgeq serve --store ./models --create --port 0      # a new, empty store; 0 picks a free port",
+        "edgeq serve --store models --host 0.0.0.0 --tls-cert server.pem --tls-key server.key --token-file tokens"])
     from edgeq_server.config import add_arguments  # imports no gRPC
 
     add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    submit = commands.add_parser("submit", help="upload a model and data to a server and quantize there")
-    submit.add_argument("--target", default="127.0.0.1:8001")
+    submit = add_command(commands, "submit", "upload a model and data to a server and quantize there", [
+        "edgeq submit --model timm:edgeq_vit_fmnist --calibration calib.npz --name vit",
+        "edgeq submit --target quantizer:8001 --ca ca.pem --token-file token --model model.onnx "
+        "--calibration images.tar --name vit-s --no-watch"])
     add_job_arguments(submit)
     add_option_flags(submit)
-    submit.add_argument("--no-watch", action="store_true")
+    submit.add_argument("--no-watch", action="store_true", help="print the job id and return; do not follow it")
+    add_connection_flags(submit)
     submit.set_defaults(func=cmd_submit)
 
-    jobs = commands.add_parser("jobs", help="list, show or cancel jobs on a server")
-    jobs.add_argument("action", choices=["list", "show", "cancel"])
-    jobs.add_argument("job", nargs="?")
-    jobs.add_argument("--target", default="127.0.0.1:8001")
+    jobs = add_command(commands, "jobs", "list, show or cancel jobs on a server", [
+        "edgeq jobs", "edgeq jobs show 3f2a9c", "edgeq jobs cancel 3f2a9c --target quantizer:8001 --ca ca.pem"])
+    jobs.add_argument("action", nargs="?", default="list", choices=["list", "show", "cancel"],
+                      help="what to do (default: list)")
+    jobs.add_argument("job", nargs="?", help="job id (show, cancel)")
+    add_connection_flags(jobs)
     jobs.set_defaults(func=cmd_jobs)
 
-    bench = commands.add_parser("bench", help="load-test a KServe v2 gRPC server (edgeq, OVMS, Triton)")
-    bench.add_argument("--target", default="127.0.0.1:8001")
-    bench.add_argument("--model", required=True)
-    bench.add_argument("--version", type=int, default=0)
+    bench = add_command(commands, "bench", "load-test a KServe v2 gRPC server (edgeq, OVMS, Triton)", [
+        "edgeq bench --model vit-fmnist --concurrency 1,4,16 --duration 10",
+        "edgeq bench --model vit-fmnist --version 2 --compare-version 1 --json bench.json"])
+    bench.add_argument("--model", required=True, help="model name on the server")
+    bench.add_argument("--version", type=int, default=0, help="model version (0: the latest)")
     bench.add_argument("--compare-version", type=int, help="alternate rounds with this version; print the ratio")
-    bench.add_argument("--concurrency", default="1,4,16")
+    bench.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of requests in flight")
     bench.add_argument("--duration", type=float, default=30.0, help="seconds per concurrency and version")
-    bench.add_argument("--max-requests", type=int, default=1_000_000)
+    bench.add_argument("--max-requests", type=int, default=1_000_000, help="stop a round after this many requests")
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare-version")
-    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--batch", type=int, default=1, help="rows per request")
     bench.add_argument("--data", help=".npz with 'inputs' (default: random inputs of the model's shape)")
-    bench.add_argument("--json", help="write the table as JSON")
+    bench.add_argument("--json", help="write the table as JSON to this file")
     bench.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    add_connection_flags(bench)
     bench.set_defaults(func=cmd_bench)
 
-    health = commands.add_parser("health", help="gRPC health check of a server (exit 0 when SERVING)")
-    health.add_argument("--target", default="127.0.0.1:8001")
-    health.add_argument("--service", default="")
-    health.add_argument("--timeout", type=float, default=5.0)
+    health = add_command(commands, "health", "gRPC health check of a server (exit 0 when SERVING, else 1)", [
+        "edgeq health", "edgeq health --target edge-1:8001 --ca ca.pem --cert client.pem --key client.key"])
+    health.add_argument("--service", default="", help="service to check (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+    add_connection_flags(health)
     health.set_defaults(func=cmd_health)
 
-    export = commands.add_parser("export", help="download a model version as a verified bundle")
-    export.add_argument("model")
-    export.add_argument("--version", type=int, default=0)
-    export.add_argument("--out", default=".")
-    export.add_argument("--target", default="127.0.0.1:8001")
+    export = add_command(commands, "export", "download a model version as a verified bundle", [
+        "edgeq export vit-fmnist --version 1 --out .",
+        "edgeq export vit-fmnist --target quantizer:8001 --ca ca.pem --token-file token"])
+    export.add_argument("model", help="model name on the server")
+    export.add_argument("--version", type=int, default=0, help="version (0: the latest)")
+    export.add_argument("--out", default=".", help="folder the bundle is written to")
+    add_connection_flags(export)
     export.set_defaults(func=cmd_export)

@@ -228,13 +228,19 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
     short, NNCF's accuracy control (it ranks every quantized op, so it gets a time budget: it did not
     finish in 600 s on ViT-S/14 and made MiniLM worse). The best model is kept, never one worse than
     plain PTQ. Returns (model, its outputs, its score, the report's fallback section)."""
-    from edgeq.quantization import fallback, graph, sensitivity
+    from edgeq.quantization import fallback, graph, resolution, sensitivity
 
     kept_model, kept_outputs, kept_score = int8_model, int8_outputs, ptq_score
     if request.budget.met(float_score, ptq_score):
         return kept_model, kept_outputs, kept_score, {"ran": False, "reverted": [], "status": "not needed"}
     if request.fallback is None:
         return kept_model, kept_outputs, kept_score, {"ran": False, "reverted": [], "status": "disabled"}
+    unmeasurable = resolution.unmeasurable_budget(request.budget, request.metric, len(validation_inputs), float_score)
+    if unmeasurable:
+        warnings.append(unmeasurable)
+        emit("fallback", 0.5, unmeasurable)
+        return kept_model, kept_outputs, kept_score, {"ran": False, "reverted": [], "status": "skipped",
+                                                      "reason": unmeasurable}
 
     plain_quantized = graph.quantized_ops(int8_model)
     emit("fallback", 0.5, "accuracy below budget: re-quantizing with the least accurate layers in float",

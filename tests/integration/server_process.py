@@ -40,7 +40,7 @@ class ServerProcess:
         log = open(self.log, "a")
         try:
             launched = launch([*self.launcher, sys.executable, "-m", "edgeq.cli", "serve", "--store", str(self.store), "--port", "0",
-                               "--http-port", "0", *self.extra], stderr=log, cwd=ROOT, env=env)
+                               "--http-port", "0", "--create", *self.extra], stderr=log, cwd=ROOT, env=env)
         except RuntimeError as error:
             raise RuntimeError(f"{error}: {self.log.read_text()[-3000:]}") from None
         self.process, self.port, self.metrics_port = launched.process, launched.port, launched.metrics_port
