@@ -104,11 +104,15 @@ class Variant:
     rows: dict[str, dict[int, list[dict[str, float]]]] = field(default_factory=dict)
 
     def start(self, store: Path) -> None:
-        command = [self.python, "-m", "edgeq.cli", "serve", "--store", str(store.resolve()), "--port", "0", "--http-port", "0", *self.flags]
         # `python -m` puts the working directory first on sys.path: run in the interpreter's own checkout.
         checkout = Path(self.python).parent.parent.parent
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        cwd=checkout if (checkout / "edgeq").is_dir() else None)
+        cwd = checkout if (checkout / "edgeq").is_dir() else None
+        command = [self.python, "-m", "edgeq.cli", "serve", "--store", str(store.resolve()), "--port", "0"]
+        usage = subprocess.run([*command[:4], "--help"], capture_output=True, text=True, cwd=cwd).stdout
+        if "--http-port" in usage:  # older builds (a "before" variant) have no HTTP door
+            command += ["--http-port", "0"]
+        self.process = subprocess.Popen([*command, *self.flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, cwd=cwd)
         assert self.process.stdout is not None
         for line in self.process.stdout:
             match = LISTENING.search(line)
