@@ -48,9 +48,10 @@ class RuntimeConfig:
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     cpu_pinning: bool | None = None  # OpenVINO ENABLE_CPU_PINNING; None: OpenVINO decides
     # Also compile a batch-1 copy of dynamic-batch models for one-row requests: OpenVINO's CPU plugin
-    # runs a static shape faster. Both copies pin their streams to the same cores, so with the copy
-    # pinning is off unless asked for (the engine's one slot count keeps the active threads <= streams).
-    static_batch_one: bool = True
+    # runs a static shape faster. None: with the LATENCY hint only, whose one stream runs one request
+    # at a time; under THROUGHPUT the two copies' streams share cores (pinned or not, measured slower
+    # at concurrency 2-4 than the dynamic model alone: docs/benchmarks.md).
+    static_batch_one: bool | None = None
     max_inflight_bytes: int = 0  # inputs and outputs of admitted requests; 0: a quarter of the memory
 
     def compile_properties(self) -> dict[str, Any]:
@@ -63,9 +64,8 @@ class RuntimeConfig:
             properties["INFERENCE_NUM_THREADS"] = threads
         if self.num_streams:
             properties["NUM_STREAMS"] = self.num_streams
-        pinning = self.cpu_pinning if self.cpu_pinning is not None else (False if self.static_batch_one else None)
-        if pinning is not None:
-            properties["ENABLE_CPU_PINNING"] = pinning
+        if self.cpu_pinning is not None:
+            properties["ENABLE_CPU_PINNING"] = self.cpu_pinning
         return properties
 
 
@@ -153,7 +153,10 @@ class ModelRegistry:
         compiled = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
         single = None
         shapes = [port.get_partial_shape() for port in model.inputs]
-        if self.config.static_batch_one and all(s.rank.is_static and s[0].is_dynamic and
+        wanted = self.config.static_batch_one
+        if wanted is None:
+            wanted = self.config.performance_hint == "LATENCY"
+        if wanted and all(s.rank.is_static and s[0].is_dynamic and
                                                 all(d.is_static for d in list(s)[1:]) for s in shapes):
             model.reshape({port: [1, *[d.get_length() for d in list(shape)[1:]]]
                            for port, shape in zip(model.inputs, shapes)})
