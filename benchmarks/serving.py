@@ -51,11 +51,13 @@ def commit() -> str:
     return run.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int) -> dict[str, float]:
+def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int, static: bool = True) -> dict[str, float]:
+    """benchmark_app on `xml`; `static`: reshape the batch to `shape` first (as a deployment would),
+    else keep the IR's dynamic batch and only feed `shape`."""
     tool = str(VENV_BIN / "benchmark_app")
+    text = "[" + ",".join(map(str, shape)) + "]"
     run = subprocess.run([tool, "-m", str(xml), "-d", "CPU", "-hint", hint.lower(), "-t", str(seconds),
-                          "-shape", "[" + ",".join(map(str, shape)) + "]", "-data_shape",
-                          "[" + ",".join(map(str, shape)) + "]"], capture_output=True, text=True)
+                          *(["-shape", text] if static else []), "-data_shape", text], capture_output=True, text=True)
     throughput = re.search(r"Throughput:\s+([\d.]+) FPS", run.stdout)
     median = re.search(r"Median:\s+([\d.]+) (ms|us)", run.stdout)
     average = re.search(r"Average:\s+([\d.]+) (ms|us)", run.stdout)
