@@ -149,7 +149,8 @@ class InferenceEngine:
         first = self.waiting[0]
         limit = self.policy.max_batch_size
         key = first.shape_key()
-        chosen, rows = [], 0
+        chosen: list[_Caller] = []
+        rows = 0
         for caller in self.waiting:
             if caller.future.done() or caller.shape_key() != key:
                 continue
