@@ -1,6 +1,6 @@
 """edgeq's gRPC server against OpenVINO's own benchmark_app on the same IR and CPU.
 
-    python benchmarks/server_vs_runtime.py --store demo-store --model vit-fmnist --json docs/server_vs_runtime.json
+    python benchmarks/server_vs_runtime.py --store demo-store --model vit-fmnist --json docs/results/serving/server_vs_runtime_vit_fmnist_CPU.json
 
 Alternating rounds: benchmark_app (THROUGHPUT hint, batch 1) then `edgeq bench`'s load generator
 through gRPC at each concurrency; the ratio of medians says what the server costs. Also p50
