@@ -1,6 +1,6 @@
 """Float (true FP32) vs INT8 accuracy on real transformers; prints a table and writes JSON.
 
-    python benchmarks/accuracy.py --json docs/accuracy.json                 # both models
+    python benchmarks/accuracy.py --json accuracy.json                      # every model; docs/accuracy.md keeps one per file
     python benchmarks/accuracy.py --only fmnist                             # the Fashion-MNIST ViT only
     python benchmarks/accuracy.py --only vits14 --probe-train 1000 --probe-test 2000
     python benchmarks/accuracy.py --only minilm --auto

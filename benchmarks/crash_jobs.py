@@ -1,7 +1,7 @@
 """kill -9 at random instants of quantization jobs; after each, the store must validate and no job's
 state may contradict it. A script, not a CI test (tests/integration/test_job_truth.py is the CI version).
 
-    python benchmarks/crash_jobs.py --rounds 20 --json docs/results/crash_jobs.json
+    python benchmarks/crash_jobs.py --rounds 20 --json docs/results/reliability/crash_jobs_vnni.json
 
 Each round starts `edgeq serve` on one store (kept across rounds, so versions accumulate), submits
 the Fashion-MNIST ViT job, and kills either the server (its worker dies with it) or only the

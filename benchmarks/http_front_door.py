@@ -6,7 +6,7 @@ after the other in this process's asyncio loop, as the server runs it beside grp
 its own process sends small JSON infer requests over keep-alive connections (http.client) for a few
 seconds per stack and concurrency; throughput and latency percentiles go to a JSON file.
 
-    flock -x /tmp/edgeq-cpu.lock python benchmarks/http_front_door.py --seconds 3 --json docs/results/http_front_door.json
+    flock -x /tmp/edgeq-cpu.lock python benchmarks/http_front_door.py --seconds 3 --json docs/results/serving/http_front_door_vnni.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How faithful can INT8 be here? One NNCF quantization, its error taken apart against true FP32.
 
-    python benchmarks/int8_ceiling.py --model vits14 --json docs/ceiling_vits14.json
-    python benchmarks/int8_ceiling.py --model minilm --json docs/ceiling_minilm.json
+    python benchmarks/int8_ceiling.py --model vits14 --json docs/results/int8_error/vits14_probe_head_CPU.json
+    python benchmarks/int8_ceiling.py --model minilm --json docs/results/int8_error/minilm_CPU.json
     python benchmarks/int8_ceiling.py --model vits14 --smooth-quant-alpha 0.85 --cpu-only   # scan a knob
 
 The accuracy issue's agreement goals (ViT-S/14 probe top-1 agreement >= 99.5 %, MiniLM nearest-
@@ -49,7 +49,7 @@ from edgeq.quantization import accuracy, nncf_adapter, rules  # noqa: E402
 from edgeq.quantization.recipe import Recipe  # noqa: E402
 from edgeq.quantization.rules import DEFAULT_RULES  # noqa: E402
 
-# What --auto chose for each model in docs/accuracy.md's fifth session.
+# What --auto chose for each model before the SmoothQuant-0.85 candidate (docs/accuracy.md).
 RECIPES = {
     "vits14": Recipe(rules=(*DEFAULT_RULES, "head")),
     "minilm": Recipe(preset="mixed", rules=(*DEFAULT_RULES, "attention"), activations_range="minmax"),

@@ -1,7 +1,7 @@
 """Seed result: FC2 (the FC after GELU) has outlier input channels; does SmoothQuant or anything else fix it?
 
-    python benchmarks/outliers.py --model minilm --json docs/outliers_minilm.json
-    python benchmarks/outliers.py --model vits14 --json docs/outliers_vits14.json
+    python benchmarks/outliers.py --model minilm --json docs/results/outliers/fc2_minilm_CPU.json
+    python benchmarks/outliers.py --model vits14 --json docs/results/outliers/fc2_vits14_CPU.json
 
 For every FC after a GELU (found on the graph: a MatMul whose input comes from an Erf or Gelu), in
 float at true FP32: how far the largest input channel sits above the median channel (max |x| per

@@ -1,6 +1,6 @@
 """Which recipe makes INT8 faster than the BF16 default? Quantize one model several ways, measure each.
 
-    python benchmarks/recipes.py --json docs/speed_recipes_deit_s.json            # DeiT-S, random init
+    python benchmarks/recipes.py --json docs/results/speed/recipes_deit_s_CPU.json   # DeiT-S, random init
     python benchmarks/recipes.py --model timm:deit_small_patch16_224 --batches 1,8 --seconds 2 --rounds 3
 
 For every recipe: the cosine of INT8 to FP32 outputs on the calibration images, INT8/BF16 and

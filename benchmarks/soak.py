@@ -1,7 +1,7 @@
 """Soak: inference at saturation for a long time, valid and invalid requests mixed; reports errors,
 throughput over time and server RSS over time. A script, not a CI test.
 
-    python benchmarks/soak.py --minutes 30 --json docs/soak.json
+    python benchmarks/soak.py --minutes 30 --json docs/results/reliability/soak_30min_vit_fmnist_CPU.json
 
 Starts `edgeq serve` on a store holding the Fashion-MNIST ViT (quantized first if needed), on
 127.0.0.1 only; every `--interval` seconds it records throughput and the server's RSS.

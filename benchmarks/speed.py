@@ -1,6 +1,6 @@
 """INT8 vs true FP32 vs OpenVINO's default float precision, per model and batch, in one run.
 
-    python benchmarks/speed.py --json docs/speed.json
+    python benchmarks/speed.py --json docs/results/speed/int8_vs_float_fmnist_deit_s_vits14_CPU.json
     python benchmarks/speed.py --models fmnist,deit_s --batches 1,8 --seconds 2 --rounds 5
 
 Each model is quantized with edgeq's default recipe, then the three variants are measured in

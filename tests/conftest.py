@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, folder))
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A test that skips itself fails: tests build their case, and a missing tool is a broken setup."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} skipped itself ({reason}): build the case, or fail saying what is missing"
+
+
 def fmnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The 400 committed Fashion-MNIST test images, normalised as the ViT expects."""
     from edgeq.models import fmnist_vit

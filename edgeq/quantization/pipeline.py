@@ -224,10 +224,11 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
                       calibration: np.ndarray, validation_inputs: np.ndarray, reference: np.ndarray,
                       labels: np.ndarray | None) -> tuple[Any, np.ndarray, float, dict[str, Any]]:
     """Fallback when plain PTQ misses the budget, the bounded step first: re-quantization with the
-    least accurate layers in float (at most log2 of 10 % of the layers NNCF runs), then, if still
-    short, NNCF's accuracy control (it ranks every quantized op, so it gets a time budget: it did not
-    finish in 600 s on ViT-S/14 and made MiniLM worse). The best model is kept, never one worse than
-    plain PTQ. Returns (model, its outputs, its score, the report's fallback section)."""
+    1, 2, 4 ... least accurate layers in float (up to 10 % of the quantizable layers), then, if still
+    short, NNCF's accuracy control (it ranks every quantized op, so it gets a time budget: on ViT-S/14
+    it did not finish within it, and on MiniLM it made things worse; docs/accuracy.md). The best
+    model is kept, never one worse than plain PTQ. Returns (model, its outputs, its score, the
+    report's fallback section)."""
     from edgeq.quantization import fallback, graph, resolution, sensitivity
 
     kept_model, kept_outputs, kept_score = int8_model, int8_outputs, ptq_score
@@ -265,7 +266,7 @@ def _restore_accuracy(request: QuantizeRequest, work: Path, emit: Callable[..., 
         warnings.append(f"accuracy control {control['status']}: {control['reason']}")
     elif score <= kept_score:
         # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
-        # inputs in place, and cosine fell from 0.998 to 0.91. Never ship the worse model.
+        # inputs in place, and cosine fell. Never ship the worse model.
         warnings.append(f"accuracy control scored {score:.4f}, not better than the model kept ({kept_score:.4f})")
     else:
         kept_model, kept_outputs, kept_score = restored, outputs, score

@@ -30,8 +30,8 @@ def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe,
     NNCF merges the statistic points of the algorithms in one pipeline step and collects them in a
     single inference pass, each algorithm instance keeping its own collectors. A PTQ pipeline per
     recipe, their points merged, gives each recipe the model nncf.quantize gives (same weights, same
-    outputs), for the cost of one pass instead of one per recipe: most of one recipe's time is that
-    pass. Only recipes that `shares_statistics` (run `smooth` first).
+    outputs), for the cost of one pass instead of one per recipe, and the pass is most of what one
+    recipe costs. Only recipes that `shares_statistics` (run `smooth` first).
     `timings` (if given) receives the seconds of the shared pass and of each recipe's own step.
     """
     if not all(shares_statistics(recipe) for recipe, _ in members):

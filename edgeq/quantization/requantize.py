@@ -1,8 +1,8 @@
 """The first fallback: re-quantize with the least accurate layers kept in float, fewest first.
 
 NNCF's accuracy control removes quantizers from a finished INT8 model. On MiniLM that made cosine
-worse (0.998 -> 0.91 after 19 reverts): the bias corrections of the layers around a reverted one
-were computed for its quantized output and stay in place. Running PTQ again with those layers in
+worse with every layer it reverted (docs/accuracy.md): the bias corrections of the layers around a
+reverted one were computed for its quantized output and stay in place. Running PTQ again with those layers in
 the ignored scope recomputes everything around them. Layers are ranked by their SQNR in the plain
 PTQ model (worst first) and reverted in growing groups (1, 2, 4, ... up to `max_layers`), all
 quantized in one child process from one statistics pass, then scored in that order until the

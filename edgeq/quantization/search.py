@@ -40,12 +40,12 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("base", {}),
     ("smoothquant-off", {"smooth_quant_alpha": -1.0}),
     # NNCF's MatMul alpha 0.95 moves almost all of an outlier channel's range into the weights, and
-    # the weights' rounding then makes most of INT8's error (docs/accuracy.md, "Sixth session"):
-    # of alphas 0.5-0.9, 0.85 gave the best output cosine on ViT-S/14 and within 4e-5 of the best on MiniLM.
+    # the weights' rounding then makes most of INT8's error; a lower alpha trades weight error for
+    # activation error, and 0.85 was the best trade in the alpha scan of docs/accuracy.md.
     ("smoothquant-0.85", {"smooth_quant_alpha": 0.85}),
     ("attention-float", {"rules_extra": ("attention",)}),
-    # A classifier's last FC decides on small logit gaps: on the ViT-S/14 probe, keeping it in float
-    # raised top-1 agreement from 92.75 to 94.25 %. Models without such a layer skip this candidate.
+    # A classifier's last FC decides on small logit gaps, so rounding its input flips near-ties
+    # (docs/accuracy.md, the head rule). Models without such a layer skip this candidate.
     ("head-float", {"rules_extra": ("head",)}),
     # NNCF's default for per-tensor activations is already mean-of-minmax; plain min/max differs.
     ("range-minmax", {"activations_range": "minmax"}),
@@ -57,19 +57,18 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-# Full bias correction took 5 min on ViT-S/14 where the others took about 1.5 min (and it ruined
-# MiniLM): a candidate this many times slower than the fastest finished one is stopped and reported.
-# The one-candidate tasks now differ by less than 1.05x (ViT-S/14, 100 samples: 24.9 and 25.4 s; they
-# differed by 1.25x when every candidate ran alone); at 1.75x the stopped candidate held a core for
-# 44 s of the first round's 90.
+# Full bias correction is several times slower than the other candidates (and rarely wins): a
+# candidate this many times slower than the fastest finished one is stopped and reported. The
+# one-candidate tasks take about the same time, so the cut can sit close above 1x; a looser cut lets
+# the stopped candidate hold a core for much of the first round.
 SLOWEST_CANDIDATE = 1.5
 SLOW_FIRST = "full-bias-correction"
-# First-round calibration samples per candidate. On ViT-S/14 one NNCF run spent 53 of its 70 s
-# collecting statistics over 300 samples; the finalists are quantized on the whole set.
+# First-round calibration samples per candidate. Most of an NNCF run is statistics collection,
+# which grows with the samples; the finalists are quantized on the whole set.
 SEARCH_CALIBRATION = 100
-# First-round ranking samples (spread over the ranking subset). Scoring 300 images took 17 s of a
-# core per ViT-S/14 candidate, 87 of the first round's 200 core-seconds; the finalists are ranked
-# on the whole ranking subset, and only they can be chosen.
+# First-round ranking samples (spread over the ranking subset). Scoring was a large share of the
+# first round's core time; the finalists are ranked on the whole ranking subset, and only they can
+# be chosen.
 SEARCH_RANKING = 100
 
 
@@ -214,8 +213,7 @@ class _Round:
             tasks.append((dataclasses.replace(task, cut_if_slow=False), [row for row, _, _ in together]))
         # The slow candidate starts first (it finishes or is cut while the others run beside it), then
         # a one-candidate task, the first to finish, which sets the pace the slow one is held to; then
-        # the longest first, so that no core idles at the end while the shared pass still runs (on
-        # ViT-S/14 the shared pass last left the other core idle for 19 s).
+        # the longest first, so that no core idles at the end while the shared pass still runs.
         slow = [item for item in tasks if item[0].name == SLOW_FIRST]
         rest = sorted((item for item in tasks if item[0].name != SLOW_FIRST), key=lambda item: len(item[1]))
         return slow + rest[:1] + sorted(rest[1:], key=lambda item: -len(item[1]))
@@ -288,8 +286,8 @@ class Searched:
 
 
 def rank_key(row: dict[str, Any]) -> tuple[float, float]:
-    """The metric first, the output cosine to FP32 on ties: agreement on 300 images moves in steps
-    of 1/300, and on ViT-S/14 base and attention-in-float tied at 97.67 %."""
+    """The metric first, the output cosine to FP32 on ties: agreement on N images moves in steps
+    of 1/N, so candidates often tie on it."""
     return row["score"], row.get("cosine", row["score"])
 
 
@@ -315,7 +313,7 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     first_ranking = _ranking_set(work / "ranking-first", ranking_inputs, reference, labels, search_ranking) \
         if on_subset and search_ranking < len(ranking_inputs) else ranking
     # SmoothQuant once, on the whole calibration set, for both rounds: it is the first of NNCF's two
-    # statistics passes and the same for every candidate with the same alphas (26 s on ViT-S/14);
+    # statistics passes and the same for every candidate with the same alphas;
     # its statistics do not depend on alpha, so one pass serves every alpha the candidates try.
     smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy,
                                     [base, *(_variant(base, overrides) for _, overrides in CANDIDATES)], cancelled)

