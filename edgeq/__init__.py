@@ -2,7 +2,7 @@
 
     import edgeq
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration="calib.npz", store="models", name="vit")
-    print(result.version, result.report["accuracy"])
+    print(result.version, result.report.accuracy)
 
 Heavy modules (OpenVINO, NNCF, torch) are imported only when used.
 """

@@ -54,8 +54,8 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str) -> None
         spec = JobSpec.from_dict(record.spec)
         request = spec.to_request(ArtifactStore(state_root), Path(store_root), workdir)
         result = run(request, on_event, cancelled)
-        summary = {"summary": summary_lines(result.report), "accuracy": result.report["accuracy"],
-                   "fallback": result.report["fallback"], "speed_gate": result.report["speed_gate"]}
+        report = result.report.to_dict()
+        summary = {"summary": summary_lines(result.report), **{key: report[key] for key in ("accuracy", "fallback", "speed_gate")}}
         db.succeed(job_id, result.version, summary, result.budget_met)
     except Cancelled as error:
         db.fail(job_id, str(error), CANCELLED)
