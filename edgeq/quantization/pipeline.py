@@ -108,7 +108,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         report = Report(__version__, datetime.now(timezone.utc).isoformat(timespec="seconds"), model, data, ctx.recipe,
                         search, rules, stages.score(ctx), fallback, layers, size, speed, speed_gate, ctx.cpu,
                         stages.timings(ctx), ctx.warnings)
-        info, _ = stages.publish(ctx, report)
+        info = stages.publish(ctx, report)
         return QuantizeResult(request.name, info.version, info.path, report)
     finally:
         ctx.close()

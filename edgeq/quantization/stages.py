@@ -6,6 +6,7 @@ its typed section of the Report (edgeq.report.model). `pipeline.run` calls them 
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -21,18 +22,16 @@ from edgeq import data as datasets
 from edgeq.compile import compile_cpu, cpu_description
 from edgeq.data.samples import SampleSet, first, hold_out
 from edgeq.errors import Cancelled, InvalidArgument
-from edgeq.quantization import accuracy as metrics
-from edgeq.quantization import fallback as control
-from edgeq.quantization import graph, ptq, rules, sensitivity
-from edgeq.quantization import speed as timing
+from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, rules, sensitivity, speed as timing
 from edgeq.quantization.attention import sqnr_and_attention
 from edgeq.quantization.events import EventSink, ProgressEvent
 from edgeq.quantization.recipe import Recipe
 from edgeq.quantization.requantize import requantize
-from edgeq.quantization.search import Searched
-from edgeq.report.model import (AccuracyControl, AccuracySection, CalibrationData, CpuSection, DataSection,
-                                FallbackSection, LayersSection, ModelSection, Report, RequantizeStep, RevertedLayer,
-                                RuleRow, SearchRow, SizeSection, SpeedGate, SpeedSection, ValidationData)
+from edgeq.quantization.search import Searched, search as search_recipes
+from edgeq.report.html import write_html
+from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, DataSection, FallbackSection, LayersSection,
+                                ModelSection, Report, RequantizeStep, RevertedLayer, RuleRow, SearchRow, SizeSection,
+                                SpeedGate, SpeedSection, ValidationData)
 from edgeq.sources import load_model
 from edgeq.sources.spec import LoadedModel
 from edgeq.store import ModelStore, VersionInfo
@@ -43,22 +42,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Scored:
-    """A model, its outputs on the validation set and their score."""
-
     model: ov.Model
-    outputs: np.ndarray
+    outputs: np.ndarray  # on the validation set
     score: float
 
 
 @dataclass
 class Context:
-    """One job: its request and work folder, and what each stage has produced so far (set in stage order)."""
+    """One job: its request, its work folder, and what each stage has produced so far (set in stage order)."""
 
     request: QuantizeRequest
     on_event: EventSink
     cancelled: Callable[[], bool]
     store: ModelStore
-    work: Path
+    work: Path  # NNCF runs in child processes: they read float.xml and calibration.npy from here
     warnings: list[str] = field(default_factory=list)
     cpu: CpuSection = field(default_factory=lambda: CpuSection(**cpu_description()))
     timings: dict[str, float] = field(default_factory=dict)
@@ -66,6 +63,7 @@ class Context:
     clock: tuple[str, float] | None = None  # the running stage and when it started
     staged: Path | None = None  # the version folder being written; removed unless published
     loaded: LoadedModel = field(init=False)  # load
+    float_model: ov.Model = field(init=False)
     calibration: np.ndarray = field(init=False)  # data: memory maps of the work folder's .npy files
     validation: np.ndarray = field(init=False)
     labels: np.ndarray | None = field(init=False)
@@ -73,27 +71,18 @@ class Context:
     float_score: float = field(init=False)
     recipe: Recipe = field(init=False)  # search
     searched: Searched | None = field(init=False)
-    ignored: list[str] = field(init=False)  # ptq
+    ignored: list[str] = field(init=False)  # quantize
     plain: Scored = field(init=False)
-    final: Scored = field(init=False)  # fallback
+    final: Scored = field(init=False)  # restore_accuracy
     reverted: list[RevertedLayer] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.float_xml, self.calibration_npy = self.work / "float.xml", self.work / "calibration.npy"
 
     @classmethod
     def start(cls, request: QuantizeRequest, on_event: EventSink, cancelled: Callable[[], bool]) -> Context:
         store = ModelStore(request.store)
         return cls(request, on_event, cancelled, store, store.staging_dir())
-
-    @property
-    def float_model(self) -> ov.Model:
-        return self.loaded.model
-
-    @property
-    def float_xml(self) -> Path:  # NNCF runs in child processes: they read the model from here
-        return self.work / "float.xml"
-
-    @property
-    def calibration_npy(self) -> Path:
-        return self.work / "calibration.npy"
 
     def emit(self, stage: str, fraction: float, message: str, **values: Any) -> None:
         """Start timing `stage` and tell the caller; a cancelled job stops here."""
@@ -124,6 +113,7 @@ def load(ctx: Context) -> ModelSection:
     ctx.emit("import", 0.02, f"importing {request.model}")
     loaded = ctx.loaded = load_model(request.model, weights=request.weights, input_shape=request.input_shape,
                                      preprocess=request.preprocess, output_node=request.output_node)
+    ctx.float_model = loaded.model
     ctx.warnings.extend(loaded.notes)
     return ModelSection(request.name, loaded.source, loaded.input, loaded.output_name, loaded.preprocess, loaded.notes)
 
@@ -177,15 +167,13 @@ def reference(ctx: Context) -> None:
 
 def search(ctx: Context) -> list[SearchRow] | None:
     """`--auto`: the best of a few recipes on a ranking subset (edgeq.quantization.search)."""
-    from edgeq.quantization.search import search as run_search
-
     request = ctx.request
     ctx.recipe, ctx.searched = request.recipe, None
     if not request.auto:
         return None
     ctx.emit("search", 0.2, "trying recipe candidates on a ranking subset")
     count = min(request.ranking_samples, len(ctx.validation))
-    ctx.searched = run_search(
+    ctx.searched = search_recipes(
         ctx.float_model, ctx.work, ctx.calibration_npy, np.asarray(ctx.validation[:count]), ctx.reference[:count],
         None if ctx.labels is None else ctx.labels[:count], request.metric, request.recipe,
         workers=request.search_workers, search_calibration=request.search_calibration, cancelled=ctx.cancelled)
@@ -237,18 +225,16 @@ def _accuracy_control(ctx: Context, section: FallbackSection) -> None:
     request = ctx.request
     assert request.fallback is not None
     child = ctx.work / "fallback"
-    control.prepare(child, ctx.float_model, np.asarray(ctx.calibration), np.asarray(ctx.validation), ctx.reference,
-                    ctx.labels, {"metric": request.metric, "max_drop": request.budget.max_drop,
-                                 "relative": request.budget.relative, "recipe": ctx.recipe.to_dict(),
-                                 "ignored": ctx.ignored, "max_iterations": request.fallback.max_iterations,
-                                 "ranking_subset_size": request.fallback.ranking_subset_size})
-    outcome = control.run_in_child(child, request.fallback, ctx.cancelled)
-    report = section.accuracy_control = AccuracyControl(outcome.status, outcome.reason, round(outcome.seconds, 2),
-                                                        outcome.timings)
-    if outcome.model_path is None:
-        ctx.warnings.append(f"accuracy control {outcome.status}: {outcome.reason}")
+    control.prepare(child, ctx.work, ctx.reference, ctx.labels, {
+        "metric": request.metric, "max_drop": request.budget.max_drop, "relative": request.budget.relative,
+        "recipe": ctx.recipe.to_dict(), "ignored": ctx.ignored, "max_iterations": request.fallback.max_iterations,
+        "ranking_subset_size": request.fallback.ranking_subset_size})
+    report, path = control.run_in_child(child, request.fallback, ctx.cancelled)
+    section.accuracy_control = report
+    if path is None:
+        ctx.warnings.append(f"accuracy control {report.status}: {report.reason}")
         return
-    restored = ctx.evaluate(ov.Core().read_model(str(outcome.model_path)))
+    restored = ctx.evaluate(ov.Core().read_model(str(path)))
     report.score = restored.score
     if restored.score <= ctx.final.score:
         # Seen on MiniLM: reverting layers left bias corrections computed for their quantized
@@ -304,16 +290,13 @@ def score(ctx: Context) -> AccuracySection:
     request, final, reference = ctx.request, ctx.final, ctx.reference
     budget, met = request.budget, request.budget.met(ctx.float_score, final.score)
     drop = budget.drop(ctx.float_score, final.score)
-    neighbours = (metrics.neighbours(final.outputs, reference) or {}) if request.metric == "cosine" else {}
+    neighbours: dict[str, Any] = (metrics.neighbours(final.outputs, reference) or {}) if request.metric == "cosine" else {}
     return AccuracySection(
         request.metric, ctx.float_score, ctx.plain.score, final.score, drop, budget.drop(ctx.float_score, ctx.plain.score),
         budget, met, "within budget" if met else f"BUDGET NOT MET: drop {drop:.4f} > {budget.max_drop:.4f}",
         agreement=float(metrics.per_sample("agreement", final.outputs, reference, ctx.labels).mean())
         if reference.ndim == 2 else None,
-        cosine=float(metrics.per_sample("cosine", final.outputs, reference, ctx.labels).mean()),
-        neighbour_agreement=neighbours.get("neighbour_agreement"),
-        neighbour_in_float_top2=neighbours.get("neighbour_in_float_top2"),
-        neighbour_changes_at_near_ties=neighbours.get("neighbour_changes_at_near_ties"))
+        cosine=float(metrics.per_sample("cosine", final.outputs, reference, ctx.labels).mean()), **neighbours)
 
 
 def speed(ctx: Context) -> tuple[SpeedSection | None, SpeedGate | None]:
@@ -355,13 +338,9 @@ def timings(ctx: Context) -> dict[str, float]:
     return {**ctx.timings, "total": round(time.perf_counter() - ctx.started, 2)}
 
 
-def publish(ctx: Context, report: Report) -> tuple[VersionInfo, str | None]:
+def publish(ctx: Context, report: Report) -> VersionInfo:
     """edgeq.json and report.html beside the model, then the version into the store, atomically.
     A version that misses the speed gate is stored and reported but not served, unless forced."""
-    import json
-
-    from edgeq.report.html import write_html
-
     assert ctx.staged is not None
     (ctx.staged / "edgeq.json").write_text(json.dumps(report.to_dict(), indent=2))
     write_html(report, ctx.staged / "report.html")
@@ -374,4 +353,4 @@ def publish(ctx: Context, report: Report) -> tuple[VersionInfo, str | None]:
     verdict = f"held back from serving ({hold})" if hold else "served"
     ctx.on_event(ProgressEvent("done", 1.0, f"published {name} version {info.version}: {verdict}",
                                {"version": info.version, "met": report.accuracy.met, "held": bool(hold)}))
-    return info, hold
+    return info

@@ -37,14 +37,12 @@ def generate() -> dict[str, Any]:
             "description": f"The report of one edgeq quantization job, schema version {SCHEMA_VERSION}."}
 
 
-def dumps(value: Any, expand: bool = True, indent: str = "") -> str:
-    """Definitions and their properties one per line: a change to one field is a one-line diff."""
-    if not expand or not isinstance(value, dict):
-        return json.dumps(value)
-    rows = [f"{indent}  {json.dumps(key)}: {dumps(item, key in ('$defs', 'properties') or 'properties' in item, indent + '  ')}"
-            if isinstance(item, dict) else f"{indent}  {json.dumps(key)}: {json.dumps(item)}" for key, item in value.items()]
-    return "{\n" + ",\n".join(rows) + f"\n{indent}}}"
+def dumps(schema: dict[str, Any]) -> str:
+    """One line per definition: a change to a section is a one-line diff."""
+    rows = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in schema.items() if key != "$defs"]
+    definitions = [f"    {json.dumps(name)}: {json.dumps(value)}" for name, value in schema["$defs"].items()]
+    return "{\n" + ",\n".join(rows) + ',\n  "$defs": {\n' + ",\n".join(definitions) + "\n  }\n}\n"
 
 
 if __name__ == "__main__":
-    PUBLISHED.write_text(dumps(generate()) + "\n")
+    PUBLISHED.write_text(dumps(generate()))

@@ -11,7 +11,6 @@ from edgeq.report.model import SCHEMA_VERSION
 def test_the_published_schema_is_generated_from_the_report_dataclasses() -> None:
     published = json.loads(schema.PUBLISHED.read_text())
     assert published == schema.generate(), "the Report dataclasses changed: run `python -m edgeq.report.schema`"
-    assert schema.PUBLISHED.read_text() == schema.dumps(schema.generate()) + "\n"
     assert published["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
     accuracy = published["$defs"]["AccuracySection"]
     assert accuracy["additionalProperties"] is False and {"float", "final", "met"} <= set(accuracy["required"])
