@@ -258,6 +258,7 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                for r in first if r.shared_statistics)
     # Ties on the metric are broken by the output cosine to FP32 (agreement moves in steps of 1/N).
     def rank(row: SearchRow) -> tuple[float, float]:
+        assert row.score is not None and row.cosine is not None, row
         return row.score, row.cosine
 
     assert all(0 < r.cosine <= 1 + 1e-9 for r in scored)
