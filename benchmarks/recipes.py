@@ -70,9 +70,9 @@ def main() -> None:
                                     sensitivity_samples=1, **recipe)
             int8 = ov.Core().read_model(str(result.path / "model.xml"))
             speed = compare(loaded.model, int8, loaded.input.shape, settings)
-            rows[label] = {"cosine": result.report["accuracy"]["final"], "runtime": runtime_layers(compile_cpu(int8)),
-                           **{batch: {k: row[k] for k in ("speedup_vs_default", "speedup_vs_fp32")}
-                              for batch, row in speed["batches"].items()}}
+            rows[label] = {"cosine": result.report.accuracy.final, "runtime": runtime_layers(compile_cpu(int8)),
+                           **{batch: {"speedup_vs_default": row.speedup_vs_default, "speedup_vs_fp32": row.speedup_vs_fp32}
+                              for batch, row in speed.batches.items()}}
             if label.startswith("default"):
                 batch = calibration[:1]
                 rows[label]["f32_hint_over_default_hint_batch1"] = f32_hint_ratio(int8, batch, args.seconds, args.rounds)

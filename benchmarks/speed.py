@@ -11,6 +11,7 @@ LATENCY hint); medians of the rounds and their ratios are printed and written as
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import tempfile
@@ -52,7 +53,7 @@ def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                             sensitivity_samples=1)
     int8 = ov.Core().read_model(str(result.path / "model.xml"))
     settings = SpeedSettings(tuple(args.batches), args.seconds, args.rounds)
-    return {"model": name, "source": loaded.source, **compare(loaded.model, int8, loaded.input.shape, settings)}
+    return {"model": name, "source": loaded.source, **dataclasses.asdict(compare(loaded.model, int8, loaded.input.shape, settings))}
 
 
 def main() -> None:

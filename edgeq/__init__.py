@@ -2,7 +2,7 @@
 
     import edgeq
     result = edgeq.quantize("timm:edgeq_vit_fmnist", "calib.npz", store="models", name="vit", max_drop=0.005)
-    print(result.version, result.report["accuracy"])
+    print(result.version, result.report.accuracy)
 
 `edgeq.quantize` also takes an `openvino.Model` and numpy arrays or samples in memory; its keyword
 options are the fields of `edgeq.options.QuantizeOptions`.

@@ -43,9 +43,9 @@ def run_demo(store: Path, *, serve: bool = False, port: int = 8001) -> int:
     for line in summary_lines(result.report):
         print(line)
     print(f"published vit-fmnist version {result.version}: {result.path}")
-    gate = result.report.get("speed_gate")
-    if gate and not gate["met"]:
-        print(f"speed gate missed (INT8 x{gate['speedup_vs_default']:.2f} of the float default): a real job would hold "
+    gate = result.report.speed_gate
+    if gate and not gate.met:
+        print(f"speed gate missed (INT8 x{gate.speedup_vs_default:.2f} of the float default): a real job would hold "
               "this version back; the demo serves it anyway (like `edgeq quantize --force`)")
     if serve:
         from edgeq_server.app import serve_forever

@@ -10,25 +10,31 @@ not in the store any more is FAILED, unless `ModelStore.delete` removed that ver
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeq.jobs.db import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobDB, JobRecord
 from edgeq.report.summary import summary_lines
 from edgeq.store import ModelStore, VersionInfo
 
+if TYPE_CHECKING:
+    from edgeq.report.model import Report
+
 INTERRUPTED = "interrupted: the server stopped while the job was running; submit it again"
 
 
-def job_result(report: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """(the result recorded for a job, whether its accuracy budget was met) from its edgeq.json."""
-    summary = {"summary": summary_lines(report), "accuracy": report["accuracy"],
-               "fallback": report["fallback"], "speed_gate": report.get("speed_gate")}
-    return summary, bool(report["accuracy"]["met"])
+def job_result(report: Report) -> tuple[dict[str, Any], bool]:
+    """(the result recorded for a job, whether its accuracy budget was met) from its report."""
+    sections = report.to_dict()
+    summary = {"summary": summary_lines(report), "accuracy": sections["accuracy"],
+               "fallback": sections["fallback"], "speed_gate": sections["speed_gate"]}
+    return summary, report.accuracy.met
 
 
 def record_published(db: JobDB, record: JobRecord, info: VersionInfo, recovered: bool) -> None:
+    from edgeq.report.model import Report  # its sections' types import the quantization package: only when read back
+
     try:
-        result, met = job_result(info.report())
+        result, met = job_result(Report.from_dict(info.report()))
     except (KeyError, TypeError, ValueError) as error:  # an edgeq.json we cannot summarise: the version still stands
         result, met = {"summary": [f"published version {info.version}; its report could not be read ({error})"]}, False
     db.succeed(record.id, info.version, result, met, recovered=recovered)

@@ -16,7 +16,6 @@ from edgeq.jobs.db import CANCELLED, FAILED, JobDB
 from edgeq.jobs.limits import apply_memory_limit, describe
 from edgeq.jobs.recovery import job_result, settle
 from edgeq.jobs.spec import JobSpec
-from edgeq.report.summary import summary_lines
 from edgeq.store import ModelStore
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("import", "data", "reference", "search", "quantize", "accuracy", "fallback", "analyse", "report", "publish", "done")
+STAGES = ("import", "data", "reference", "search", "quantize", "accuracy", "fallback", "analyse", "speed", "report", "publish", "done")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import openvino as ov
 
 from edgeq.compile import compile_cpu
+from edgeq.report.model import SpeedRow, SpeedSection
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,13 @@ def _latency_ms(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -
 
 
 def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int, ...],
-            settings: SpeedSettings = SpeedSettings()) -> dict[str, Any]:
+            settings: SpeedSettings = SpeedSettings()) -> SpeedSection:
     variants = {"int8": (int8_model, "default"), "fp32": (float_model, "f32"), "float_default": (float_model, "default")}
     compiled_tp = {k: compile_cpu(m, precision=p, hint="THROUGHPUT") for k, (m, p) in variants.items()}
     compiled_lat = {k: compile_cpu(m, precision=p, hint="LATENCY") for k, (m, p) in variants.items()}
     default_precision = compiled_tp["float_default"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
     rng = np.random.default_rng(0)
-    results: dict[str, Any] = {"batches": {}, "float_default_precision": default_precision,
-                               "rounds": settings.rounds, "seconds_per_round": settings.seconds_per_round}
+    results = SpeedSection({}, default_precision, settings.rounds, settings.seconds_per_round)
     for batch_size in settings.batch_sizes:
         batch = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
         tps: dict[str, list[float]] = {k: [] for k in variants}
@@ -74,11 +74,10 @@ def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int,
             for key in variants:
                 tps[key].append(_throughput(compiled_tp[key], batch, settings.seconds_per_round))
                 lats[key].append(_latency_ms(compiled_lat[key], batch, settings.seconds_per_round / 2))
-        row = {f"{k}_throughput": statistics.median(v) for k, v in tps.items()}
-        row.update({f"{k}_latency_ms": statistics.median(v) for k, v in lats.items()})
-        row["speedup_vs_fp32"] = row["int8_throughput"] / row["fp32_throughput"]
-        row["speedup_vs_default"] = row["int8_throughput"] / row["float_default_throughput"]
-        results["batches"][str(batch_size)] = row
+        tp, lat = ({k: statistics.median(v) for k, v in values.items()} for values in (tps, lats))
+        results.batches[str(batch_size)] = SpeedRow(
+            tp["int8"], tp["fp32"], tp["float_default"], lat["int8"], lat["fp32"], lat["float_default"],
+            speedup_vs_fp32=tp["int8"] / tp["fp32"], speedup_vs_default=tp["int8"] / tp["float_default"])
     return results
 
 

@@ -7,15 +7,16 @@ from pathlib import Path
 import openvino as ov
 
 from edgeq.quantization.graph import fq_consumers, ops_by_name, real_consumers
+from edgeq.report.model import Report
 
 
 def read(path: Path) -> ov.Model:
     return ov.Core().read_model(str(path))
 
 
-def assert_float_where_the_rules_say(model: ov.Model, report: dict) -> None:
+def assert_float_where_the_rules_say(model: ov.Model, report: Report) -> None:
     """No FakeQuantize feeds a node any rule kept in float, nor any LayerNorm/Softmax op."""
-    kept = {n for rule in report["rules"] for n in rule["nodes"]}
+    kept = {n for rule in report.rules for n in rule.nodes}
     table = ops_by_name(model)
     for fq, fed in fq_consumers(model).items():
         for name in fed:

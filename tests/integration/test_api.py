@@ -21,17 +21,17 @@ def test_an_openvino_model_and_arrays_in_memory(tmp_path: Path) -> None:
                             metric="top1", max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1,
                             subset_size=64)
     assert result.version == 1 and (result.path / "model.xml").exists()
-    data = result.report["data"]
-    assert data["calibration"]["samples"] == 120 and data["calibration"]["used"] == 64
-    assert data["validation"]["samples"] == 100 and data["validation"]["labelled"]
-    assert not data["validation"]["held_out_from_calibration"]
-    accuracy = result.report["accuracy"]
-    assert accuracy["metric"] == "top1" and accuracy["budget"]["max_drop"] == 0.5 and accuracy["float"] > 0.5
-    assert result.report["recipe"]["subset_size"] == 64
+    data = result.report.data
+    assert data.calibration.samples == 120 and data.calibration.used == 64
+    assert data.validation.samples == 100 and data.validation.labelled
+    assert not data.validation.held_out_from_calibration
+    accuracy = result.report.accuracy
+    assert accuracy.metric == "top1" and accuracy.budget.max_drop == 0.5 and accuracy.float > 0.5
+    assert result.report.recipe.subset_size == 64
     # unlabelled inputs as one array: the calibration set is split for validation
     plain = edgeq.quantize(model, inputs[:60], store=tmp_path / "store", name="in-memory", max_drop=0.5,
                            no_fallback=True, speed_seconds=0, sensitivity_samples=1, holdout_fraction=0.25)
-    assert plain.version == 2 and plain.report["data"]["validation"]["samples"] == 15
+    assert plain.version == 2 and plain.report.data.validation.samples == 15
 
 
 def test_bad_options_fail_before_any_work(tmp_path: Path) -> None:

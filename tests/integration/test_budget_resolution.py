@@ -34,10 +34,10 @@ def test_a_budget_finer_than_one_sample_skips_the_fallback(fmnist_result, fmnist
                             metric="agreement", max_drop=0.01, speed_seconds=0, sensitivity_samples=1,
                             time_budget=600)
     seconds = time.perf_counter() - started
-    fallback = result.report["fallback"]
-    assert result.report["accuracy"]["int8_ptq"] == 15 / 16, result.report["accuracy"]
-    assert fallback["ran"] is False and fallback["status"] == "skipped", fallback
-    assert "16 validation samples" in fallback["reason"] and "at least 100 samples" in fallback["reason"]
-    assert any(w.startswith("accuracy fallback skipped") for w in result.report["warnings"])
+    fallback = result.report.fallback
+    assert result.report.accuracy.int8_ptq == 15 / 16, result.report.accuracy
+    assert fallback.ran is False and fallback.status == "skipped", fallback
+    assert fallback.reason and "16 validation samples" in fallback.reason and "at least 100 samples" in fallback.reason
+    assert any(w.startswith("accuracy fallback skipped") for w in result.report.warnings)
     assert not result.budget_met and result.version == 1  # published, marked as not meeting the budget
     assert seconds < 300, seconds

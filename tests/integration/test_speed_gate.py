@@ -29,10 +29,10 @@ def test_a_version_below_the_gate_is_held_until_promoted(fmnist_npz: dict[str, P
                   sensitivity_samples=1, speed_seconds=0.1, speed_rounds=1)
     fast_enough = edgeq.quantize("timm:edgeq_vit_fmnist", min_speedup=0.01, **common)
     too_slow = edgeq.quantize("timm:edgeq_vit_fmnist", min_speedup=1000.0, **common)  # nothing is 1000x faster
-    assert fast_enough.served and fast_enough.report["speed_gate"]["met"]
-    gate = too_slow.report["speed_gate"]
-    assert not too_slow.served and gate == {**gate, "met": False, "forced": False, "served": False}
-    assert any("stored but not served" in w for w in too_slow.report["warnings"])
+    assert fast_enough.served and fast_enough.report.speed_gate and fast_enough.report.speed_gate.met
+    gate = too_slow.report.speed_gate
+    assert not too_slow.served and gate and (gate.met, gate.forced, gate.served) == (False, False, False)
+    assert any("stored but not served" in w for w in too_slow.report.warnings)
     assert "held back from serving" in (too_slow.path / "report.html").read_text()
 
     shutil.copytree(too_slow.path, tmp_path / "store" / "only-held" / "1")  # a model whose only version is held

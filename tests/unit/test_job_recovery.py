@@ -10,6 +10,11 @@ from pathlib import Path
 
 from edgeq.jobs.db import FAILED, QUEUED, RUNNING, SUCCEEDED, JobDB
 from edgeq.jobs.recovery import INTERRUPTED, contradictions, reconcile
+from edgeq.quantization.accuracy import Budget
+from edgeq.quantization.recipe import Recipe
+from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, DataSection, FallbackSection, LayersSection,
+                                ModelSection, Report, SizeSection, ValidationData)
+from edgeq.sources.spec import InputSpec
 from edgeq.store import ModelStore
 from edgeq.store.repository import STAGING
 
@@ -17,14 +22,16 @@ SPEC = {"target_name": "vit", "timm": "edgeq_vit_fmnist", "calibration_artifact"
 
 
 def _report(met: bool = True) -> dict:
-    return {
-        "model": {"name": "vit", "source": "timm:edgeq_vit_fmnist"},
-        "accuracy": {"metric": "agreement", "float": 1.0, "int8_ptq": 0.97, "final": 0.97, "drop": 0.03,
-                     "budget": {"max_drop": 0.5, "relative": False}, "verdict": "met", "met": met},
-        "layers": {"quantized": 10, "quantizable": 12, "reverted": 2, "sqnr_db": {"blocks.0.fc1": 21.5}},
-        "rules": [], "fallback": {"ran": False, "status": "not needed", "reverted": []}, "speed_gate": None,
-        "size": {"float_bytes": 4_000_000, "int8_bytes": 1_000_000}, "warnings": [],
-    }
+    """A complete edgeq.json (recovery reads it back as a typed Report)."""
+    return Report(
+        "0", "2025-01-01T00:00:00+00:00",
+        ModelSection("vit", "timm:edgeq_vit_fmnist", InputSpec("image", (1, 28, 28)), "logits", None, []),
+        DataSection(CalibrationData("cal.npz", 100, 100), ValidationData(None, 30, True, True)), Recipe(), None, [],
+        AccuracySection("agreement", 1.0, 0.97, 0.97, 0.03, 0.03, Budget(0.5), met, "met"),
+        FallbackSection(ran=False, status="not needed"),
+        LayersSection(12, 10, 2, {"blocks.0.fc1": 21.5}, {}), SizeSection(4_000_000, 1_000_000, 4.0), None, None,
+        CpuSection("cpu", [], "f32", [], "2025"), {"total": 1.0}, [],
+    ).to_dict()
 
 
 def _publish(store: ModelStore, job: str | None, name: str = "vit", met: bool = True) -> int:

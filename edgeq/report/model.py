@@ -1,0 +1,228 @@
+"""The report of one quantization job as typed sections; `Report.to_dict()` is what `edgeq.json` holds.
+
+Every change to these dataclasses changes `edgeq.schema.json` (regenerate it with
+`python -m edgeq.report.schema`); a change a reader of an older report would notice bumps
+SCHEMA_VERSION. Field names are the JSON keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeq.quantization.accuracy import Budget
+from edgeq.quantization.recipe import Recipe
+from edgeq.sources.spec import InputSpec, Preprocess
+
+SCHEMA_VERSION = 2  # 1 was "format": "edgeq-report/1", before the schema was published
+Score = float  # a metric's value (AccuracySection has a field named float)
+
+
+@dataclass
+class ModelSection:
+    name: str
+    source: str
+    input: InputSpec
+    output: str
+    preprocess: Preprocess | None
+    notes: list[str]
+
+
+@dataclass
+class CalibrationData:
+    path: str
+    samples: int  # in the set
+    used: int  # the first `subset_size` of them calibrate
+
+
+@dataclass
+class ValidationData:
+    path: str | None  # None: held out from the calibration set
+    samples: int
+    held_out_from_calibration: bool
+    labelled: bool
+
+
+@dataclass
+class DataSection:
+    calibration: CalibrationData
+    validation: ValidationData
+
+
+@dataclass
+class SearchRow:
+    """One recipe candidate in one round of `--auto` (edgeq.quantization.search)."""
+
+    candidate: str
+    round: int
+    calibration: int  # calibration samples it was quantized on
+    changes: dict[str, Any]  # the knobs it changes from the base recipe
+    seconds: float
+    score: float | None  # None: skipped, failed or stopped as too slow (see skipped/error)
+    ranked_on: int | None = None
+    cosine: float | None = None
+    skipped: str | None = None
+    error: str | None = None
+    quantize_s: float | None = None
+    score_s: float | None = None
+    shared_smoothquant_s: float | None = None
+    shared_statistics: dict[str, Any] | None = None  # with (the others), task_s, pass_s, own_step_s
+    shared_statistics_failed: str | None = None
+    chosen: bool = False
+
+
+@dataclass
+class RuleRow:
+    """One ignored-scope rule and the nodes it kept in float."""
+
+    rule: str
+    reason: str
+    matched: int
+    nodes: list[str]
+    note: str
+
+
+@dataclass
+class AccuracySection:
+    metric: str
+    float: Score  # the float model's score at true FP32
+    int8_ptq: Score
+    final: Score
+    drop: Score
+    ptq_drop: Score
+    budget: Budget
+    met: bool
+    verdict: str
+    float_precision: str = "f32"
+    agreement: Score | None = None  # top-1 agreement with float (None for outputs without classes)
+    cosine: Score | None = None
+    neighbour_agreement: Score | None = None  # embeddings (metric cosine): accuracy.neighbours
+    neighbour_in_float_top2: Score | None = None
+    neighbour_changes_at_near_ties: Score | None = None
+
+
+@dataclass
+class RequantizeStep:
+    reverted: int  # lowest-SQNR layers kept in float
+    score: float
+
+
+@dataclass
+class AccuracyControl:
+    status: str  # "done" | "timeout" | "crashed"
+    reason: str
+    seconds: float
+    timings: dict[str, float]
+    score: float | None = None
+
+
+@dataclass
+class RevertedLayer:
+    layer: str
+    type: str
+    plain_ptq_sqnr_db: float | None
+    reason: str
+
+
+@dataclass
+class FallbackSection:
+    ran: bool
+    # "not needed" | "disabled" | "skipped" | "not improved" | "requantized" | "accuracy control"
+    status: str
+    reverted: list[RevertedLayer] = field(default_factory=list)
+    requantize: list[RequantizeStep] | None = None
+    accuracy_control: AccuracyControl | None = None
+    reason: str | None = None  # why the fallback was skipped (a budget the validation set cannot measure)
+
+
+@dataclass
+class LayersSection:
+    quantizable: int
+    quantized: int
+    reverted: int
+    sqnr_db: dict[str, float | str]  # worst first; "inf"/"-inf" where the error or the signal is zero
+    # Spearman correlation of attention rows, INT8 vs FP32, per Softmax (unfused attention only), lowest first
+    attention_rank_correlation: dict[str, float]
+
+
+@dataclass
+class SizeSection:
+    float_bytes: int
+    int8_bytes: int
+    ratio: float
+
+
+@dataclass
+class SpeedRow:
+    int8_throughput: float
+    fp32_throughput: float
+    float_default_throughput: float
+    int8_latency_ms: float
+    fp32_latency_ms: float
+    float_default_latency_ms: float
+    speedup_vs_fp32: float
+    speedup_vs_default: float
+
+
+@dataclass
+class SpeedSection:
+    batches: dict[str, SpeedRow]  # by batch size
+    float_default_precision: str
+    rounds: int
+    seconds_per_round: float
+
+
+@dataclass
+class SpeedGate:
+    min_speedup: float
+    speedup_vs_default: float
+    met: bool
+    forced: bool
+    served: bool
+
+
+@dataclass
+class CpuSection:
+    name: str
+    capabilities: list[str]
+    default_inference_precision: str
+    isa_flags: list[str]
+    openvino: str
+
+
+@dataclass
+class Report:
+    """Everything one job measured and decided, in the order `edgeq.json` lists it."""
+
+    edgeq_version: str
+    created: str
+    model: ModelSection
+    data: DataSection
+    recipe: Recipe
+    search: list[SearchRow] | None
+    rules: list[RuleRow]
+    accuracy: AccuracySection
+    fallback: FallbackSection
+    layers: LayersSection
+    size: SizeSection
+    speed: SpeedSection | None
+    speed_gate: SpeedGate | None
+    cpu: CpuSection
+    timings_s: dict[str, float]
+    warnings: list[str]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """An edgeq.json read back (job recovery reads it from the store); ValueError if it is not
+        a report of this schema version."""
+        from pydantic import TypeAdapter
+
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"report schema version {data.get('schema_version')!r}, not {SCHEMA_VERSION}")
+        return TypeAdapter(cls).validate_python(data)
