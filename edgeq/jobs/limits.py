@@ -11,30 +11,17 @@ reports as ResourceExhausted.
 
 from __future__ import annotations
 
-import os
 import resource
-from pathlib import Path
+
+from edgeq.runtime.memory import machine_memory_bytes
 
 DEFAULT_FRACTION = 0.75  # of the memory this machine (or container) has
 MIN_LIMIT = 2 * 2**30
 
 
-def machine_memory() -> int:
-    """Bytes of memory available to this process tree: physical RAM, or the cgroup's cap if lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return int(total)
-
-
 def default_memory_limit() -> int:
     """Three quarters of the machine's memory (at least 2 GiB): the rest stays with the server."""
-    return max(MIN_LIMIT, int(machine_memory() * DEFAULT_FRACTION))
+    return max(MIN_LIMIT, int(machine_memory_bytes() * DEFAULT_FRACTION))
 
 
 def apply_memory_limit(limit_bytes: int) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import re
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -45,6 +46,19 @@ async def _concurrently(target: str, requests: list[pb.ModelInferRequest]) -> li
         return list(await asyncio.gather(*[stub.ModelInfer(r) for r in requests]))
 
 
+def _serve_concurrently(store: Path, requests: list[pb.ModelInferRequest], *flags: str) -> tuple[Any, Any, Any]:
+    """A server with `flags` answers `requests` all at once; (responses, ModelConfig, ModelStatistics)."""
+    server = ServerProcess(store, *flags).start()
+    try:
+        responses = asyncio.run(_concurrently(server.target, requests))
+        stub = pb_grpc.GRPCInferenceServiceStub(server.channel())
+        config = stub.ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
+        statistics = stub.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL)).model_stats[0]
+    finally:
+        assert server.stop() == 0
+    return responses, config, statistics
+
+
 @pytest.fixture(scope="module")
 def store(fmnist_result, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     return copy_store(fmnist_result.path.parent.parent, tmp_path_factory.mktemp("batching") / "store")
@@ -54,17 +68,10 @@ def test_merged_batches_give_each_caller_its_own_rows(store: Path) -> None:
     """Callers of different sizes, merged under load, get exactly the rows unbatched inference gives."""
     inputs, _ = fmnist_arrays()
     sizes = [1, 3, 1, 2, 5, 1, 1, 4] * 6  # 144 rows in 48 callers
-    server = ServerProcess(store, "--batch-delay-us", "20000", "--max-merged-batch", "16",
-                           "--preferred-batch-sizes", "16").start()
-    try:
-        offsets = np.cumsum([0, *sizes])
-        requests = [_request(inputs[offsets[i]:offsets[i + 1]], f"r{i}") for i in range(len(sizes))]
-        responses = asyncio.run(_concurrently(server.target, requests))
-        stub = pb_grpc.GRPCInferenceServiceStub(server.channel())
-        config = stub.ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
-        statistics = stub.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL)).model_stats[0]
-    finally:
-        assert server.stop() == 0
+    offsets = np.cumsum([0, *sizes])
+    requests = [_request(inputs[offsets[i]:offsets[i + 1]], f"r{i}") for i in range(len(sizes))]
+    responses, config, statistics = _serve_concurrently(
+        store, requests, "--batch-delay-us", "20000", "--max-merged-batch", "16", "--preferred-batch-sizes", "16")
     expected = _in_process(store, inputs[:offsets[-1]])
     for i, response in enumerate(responses):
         assert response.id == f"r{i}"
@@ -82,15 +89,9 @@ def test_no_merging_when_turned_off_and_one_row_runs_on_the_static_copy(store: P
     inputs, _ = fmnist_arrays()
     sizes = [1, 2] * 8
     offsets = np.cumsum([0, *sizes])
-    server = ServerProcess(store, "--max-merged-batch", "1", "--performance-hint", "LATENCY").start()
-    try:
-        requests = [_request(inputs[offsets[i]:offsets[i + 1]]) for i in range(len(sizes))]
-        responses = asyncio.run(_concurrently(server.target, requests))
-        stub = pb_grpc.GRPCInferenceServiceStub(server.channel())
-        config = stub.ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
-        statistics = stub.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL)).model_stats[0]
-    finally:
-        assert server.stop() == 0
+    requests = [_request(inputs[offsets[i]:offsets[i + 1]]) for i in range(len(sizes))]
+    responses, config, statistics = _serve_concurrently(store, requests, "--max-merged-batch", "1",
+                                                        "--performance-hint", "LATENCY")
     assert config.WhichOneof("scheduling_choice") is None
     assert config.parameters["static_batch_one"].string_value == "true"
     assert config.parameters["PERFORMANCE_HINT"].string_value == "LATENCY"

@@ -170,7 +170,8 @@ except MemoryError as error:
 
 
 def test_the_default_memory_limit_comes_from_the_machine() -> None:
-    from edgeq.jobs.limits import default_memory_limit, machine_memory
+    from edgeq.jobs.limits import default_memory_limit
+    from edgeq.runtime.memory import machine_memory_bytes as machine_memory
 
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < machine_memory() <= total
