@@ -23,6 +23,7 @@ REPORT = "edgeq.json"
 MODEL_FILES = ("model.xml", "model.bin")
 STAGING = ".staging"
 HELD_SUFFIX = ".held"
+OVMS_CONFIG = "config.json"  # OpenVINO Model Server's multi-model configuration (`ovms --config_path`)
 DELETIONS = ".deleted.jsonl"  # one line per version deleted on purpose: tells recovery "deleted", not "lost"
 
 
@@ -244,6 +245,7 @@ class ModelStore:
                 marker.unlink(missing_ok=True)  # left by a crash between marker and rename
             os.rename(staged, target)
             _fsync_dir(folder)
+            self._write_ovms_config()
             _fsync_dir(self.root)
         return VersionInfo(name, version, target)
 
@@ -255,6 +257,7 @@ class ModelStore:
         with self._lock():
             info.hold_marker.unlink(missing_ok=True)
             _fsync_dir(info.path.parent)
+            self._write_ovms_config()
         return info
 
     def delete(self, name: str, version: int) -> None:
@@ -270,10 +273,27 @@ class ModelStore:
             os.rename(info.path, trash)  # atomic disappearance, then slow removal
             info.hold_marker.unlink(missing_ok=True)
             _fsync_dir(info.path.parent)
+            self._write_ovms_config()
         shutil.rmtree(trash, ignore_errors=True)
         parent = self.root / name
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
+
+    def ovms_config(self) -> dict[str, Any]:
+        """What OpenVINO Model Server reads from `<store>/config.json`: each model with the versions
+        it may serve. Held versions are left out (OVMS knows nothing of `.held` markers); a model
+        whose every version is held is left out whole. `base_path` is relative to config.json."""
+        models = []
+        for name in self.names():
+            servable = [info.version for info in self.servable(name)]
+            if servable:
+                models.append({"config": {"name": name, "base_path": f"./{name}",
+                                          "model_version_policy": {"specific": {"versions": servable}}}})
+        return {"model_config_list": models}
+
+    def _write_ovms_config(self) -> None:
+        """Rewritten (atomically) whenever what may be served changes; called under the store lock."""
+        _write_atomically(self.root / OVMS_CONFIG, json.dumps(self.ovms_config(), indent=2) + "\n")
 
     def validate(self) -> list[str]:
         """Problems found (empty when every visible version matches its manifest)."""

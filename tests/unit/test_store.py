@@ -123,3 +123,46 @@ def test_a_stale_hold_marker_never_holds_a_later_version(tmp_path: Path) -> None
     store.publish("vit", _stage(store, b"<2/>"), hold="slow")
     store.delete("vit", 2)
     assert not (tmp_path / "vit" / "2.held").exists()
+
+
+def _ovms_layout_problems(store_root: Path) -> list[str]:
+    """OpenVINO Model Server's repository rules for what config.json lists: each base_path holds
+    positive-integer version folders, each with exactly one IR (.xml with its .bin)."""
+    config = json.loads((store_root / "config.json").read_text())
+    problems = []
+    for entry in config["model_config_list"]:
+        model = entry["config"]
+        base = store_root / model["base_path"]
+        for version in model["model_version_policy"]["specific"]["versions"]:
+            folder = base / str(version)
+            xmls, bins = sorted(folder.glob("*.xml")), sorted(folder.glob("*.bin"))
+            if not (isinstance(version, int) and version > 0 and folder.is_dir()):
+                problems.append(f"{model['name']}: version {version!r} is not a positive-integer folder")
+            elif len(xmls) != 1 or len(bins) != 1 or xmls[0].stem != bins[0].stem:
+                problems.append(f"{model['name']}/{version}: needs exactly one .xml and its .bin, has {xmls + bins}")
+    return problems
+
+
+def test_config_json_serves_in_ovms_what_edgeq_serves(tmp_path: Path) -> None:
+    """OVMS ignores `.held` markers: config.json's version policy is what keeps held versions out."""
+    store = ModelStore(tmp_path)
+
+    def served() -> dict[str, list[int]]:
+        config = json.loads((tmp_path / "config.json").read_text())
+        return {e["config"]["name"]: e["config"]["model_version_policy"]["specific"]["versions"]
+                for e in config["model_config_list"]}
+
+    store.publish("vit", _stage(store), hold="below the speed gate")
+    assert served() == {}  # its only version is held: OVMS must not serve the model at all
+    store.publish("vit", _stage(store))
+    store.publish("deit", _stage(store), hold="below the speed gate")
+    assert served() == {"vit": [2]}
+    store.promote("vit", 1)
+    assert served() == {"vit": [1, 2]}
+    store.delete("vit", 2)
+    store.promote("deit", 1)
+    assert served() == {"deit": [1], "vit": [1]}
+    assert served() == {name: [v.version for v in store.servable(name)] for name in store.names()}
+    assert _ovms_layout_problems(tmp_path) == []
+    (tmp_path / "vit" / "1" / "extra.xml").write_text("<xml/>")
+    assert _ovms_layout_problems(tmp_path)  # the check itself sees a broken version
