@@ -96,7 +96,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Table per concurrency (and per version with --compare-version); --json writes it."""
     import asyncio
-    import ipaddress
     import time
 
     import numpy as np
@@ -104,17 +103,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
+    from edgeq_server.config import is_loopback
     from edgeq_server.loadgen import run_load
 
     host = args.target.rsplit(":", 1)[0].strip("[]")
-    if host != "localhost" and not args.allow_remote:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            print(f"edgeq bench: {host} is not a loopback address; pass --allow-remote to load another machine")
-            return 2
+    if not args.allow_remote and not is_loopback(host):
+        print(f"edgeq bench: {host} is not a loopback address; pass --allow-remote to load another machine")
+        return 2
     security = security_from_args(args)
     data = np.load(args.data)["inputs"] if args.data else None
     versions = [str(args.version or "")] + ([str(args.compare_version)] if args.compare_version else [])
