@@ -58,9 +58,8 @@ class ServerConfig:
                                   "(0: never wait, merge only what queued while the CPU was busy)", 0)
     preferred_batch_sizes: str = _option("dynamic batching: comma-separated batch sizes worth waiting for", "")
     max_merged_batch: int = _option("dynamic batching: most rows merged into one OpenVINO call (1: no merging)", 64)
-    static_batch_one: bool | None = _option("also compile a static batch-1 copy of dynamic-batch models for one-row "
-                                            "requests: faster, the model's memory twice (unset: with the LATENCY "
-                                            "hint only; true/false)")
+    static_batch_one: bool = _option("also compile a static batch-1 copy of dynamic-batch models for one-row "
+                                     "requests: faster, the model's memory twice (true/false)", True)
     max_inflight_bytes: int = _option("bytes of requests being read, queued and run; beyond it RESOURCE_EXHAUSTED "
                                       "(0: a quarter of the machine's or container's memory)", 0)
     max_queue: int = _option("requests waiting per model version; beyond it RESOURCE_EXHAUSTED", 256)

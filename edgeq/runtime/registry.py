@@ -48,10 +48,9 @@ class RuntimeConfig:
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     cpu_pinning: bool | None = None  # OpenVINO ENABLE_CPU_PINNING; None: OpenVINO decides
     # Also compile a batch-1 copy of dynamic-batch models for one-row requests: OpenVINO's CPU plugin
-    # runs a static shape faster. None: with the LATENCY hint only, whose one stream runs one request
-    # at a time; under THROUGHPUT the two copies' streams share cores (pinned or not, measured slower
-    # at concurrency 2-4 than the dynamic model alone: docs/benchmarks.md).
-    static_batch_one: bool | None = None
+    # runs a static shape faster than a dynamic one (docs/benchmarks.md). The copy costs the model's
+    # memory twice; False serves the dynamic model alone.
+    static_batch_one: bool = True
     max_inflight_bytes: int = 0  # inputs and outputs of admitted requests; 0: a quarter of the memory
 
     def compile_properties(self) -> dict[str, Any]:
@@ -150,18 +149,18 @@ class ModelRegistry:
 
         model = core().read_model(str(info.xml))
         properties = self.config.compile_properties()
-        compiled = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
-        single = None
         shapes = [port.get_partial_shape() for port in model.inputs]
-        wanted = self.config.static_batch_one
-        if wanted is None:
-            wanted = self.config.performance_hint == "LATENCY"
-        if wanted and all(s.rank.is_static and s[0].is_dynamic and
-                                                all(d.is_static for d in list(s)[1:]) for s in shapes):
-            model.reshape({port: [1, *[d.get_length() for d in list(shape)[1:]]]
-                           for port, shape in zip(model.inputs, shapes)})
-            single = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
-        return compiled, single
+        copy = self.config.static_batch_one and all(
+            s.rank.is_static and s[0].is_dynamic and all(d.is_static for d in list(s)[1:]) for s in shapes)
+        if copy and self.config.cpu_pinning is None:
+            # Each compiled model pins its streams' threads to the same cores, so a batch running on
+            # one copy and a batch on the other would share a core while the other core idles.
+            properties["ENABLE_CPU_PINNING"] = False
+        compiled = compile_cpu(model, hint=self.config.performance_hint, extra=properties)
+        if not copy:
+            return compiled, None
+        model.reshape({port: [1, *[d.get_length() for d in list(shape)[1:]]] for port, shape in zip(model.inputs, shapes)})
+        return compiled, compile_cpu(model, hint=self.config.performance_hint, extra=properties)
 
     async def _load(self, info: VersionInfo) -> LoadedVersion:
         key = (info.name, info.version)
