@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,26 @@ def benchmark_app(xml: Path, shape: list[int], hint: str, seconds: int, static: 
     return {"fps": float(throughput.group(1)), "median_ms": in_ms(median), "average_ms": in_ms(average)}
 
 
-def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scratch: Path) -> dict[str, float]:
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each kind of thread in process `pid`: the main (event-loop) thread,
+    gRPC's C-core threads, and the rest (OpenVINO's stream threads, which keep the name "python")."""
+    seconds = {"main": 0.0, "grpc": 0.0, "openvino_and_other": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        kind = "main" if int(task.name) == pid else "openvino_and_other" if name == "python" else "grpc"
+        seconds[kind] += used
+    return seconds
+
+
+def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scratch: Path,
+                  server_pid: int | None = None) -> dict[str, float]:
     """`requests` requests at a fixed concurrency; latencies and server-side times from its CSV.
 
     A fixed request count rather than perf_analyzer's stabilising windows: with batching, latency
@@ -77,7 +97,17 @@ def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scra
     command = [str(PERF / "bin" / "perf_analyzer"), "-m", model, "-u", target, "-i", "grpc", "--input-data", "zero",
                "--concurrency-range", f"{concurrency}:{concurrency}", "--request-count", str(requests),
                "-f", str(report)]
+    before = thread_cpu(server_pid) if server_pid else {}
+    client_before = os.times()
+    started = time.monotonic()
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    wall = time.monotonic() - started
+    client = os.times()
+    # Share of one core each part of the server (and perf_analyzer itself) used during the run.
+    cores_used = {f"{kind}_core_share": (used - before[kind]) / wall
+                  for kind, used in (thread_cpu(server_pid) if server_pid else {}).items()}
+    cores_used["perf_analyzer_core_share"] = (client.children_user + client.children_system
+                                              - client_before.children_user - client_before.children_system) / wall
     if run.returncode != 0 or not report.exists():
         raise SystemExit(f"perf_analyzer failed:\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}")
     with report.open() as handle:
@@ -93,7 +123,7 @@ def perf_analyzer(target: str, model: str, concurrency: int, requests: int, scra
             "p99_ms": us("p99 latency") / 1000, "server_queue_ms": us("Server Queue") / 1000,
             "server_compute_ms": (us("Server Compute Input") + us("Server Compute Infer")
                                   + us("Server Compute Output")) / 1000,
-            "errors": int(errors.group(1)) if errors else 0}
+            "errors": int(errors.group(1)) if errors else 0, **cores_used}
 
 
 @dataclass
@@ -175,7 +205,7 @@ def main() -> None:
                     for variant in variants:
                         for c in concurrencies:
                             variant.rows[model][c].append(perf_analyzer(variant.target, model, c, requests,
-                                                                        Path(scratch)))
+                                                                        Path(scratch), variant.process.pid))
                 print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
         for variant in variants:
@@ -190,7 +220,7 @@ def main() -> None:
         print(f"\n{model}: benchmark_app THROUGHPUT {through['fps']:.1f}/s (average {through['average_ms']:.2f} ms "
               f"per inference), LATENCY median {latency['median_ms']:.2f} ms")
         print(f"{'variant':<10} {'c':>3} {'infer/s':>9} {'x b_app':>8} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'p50-lat':>8} {'queue ms':>9} {'compute ms':>10} {'errors':>6}")
+              f"{'p50-lat':>8} {'queue ms':>9} {'compute ms':>10} {'errors':>6}  cores: openvino main grpc client")
         for variant in variants:
             table = {}
             for c in concurrencies:
@@ -201,7 +231,9 @@ def main() -> None:
                 table[str(c)] = row
                 print(f"{variant.name:<10} {c:>3} {row['fps']:>9.1f} {row['ratio_to_benchmark_app']:>8.2f} "
                       f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['p50_minus_latency_hint_ms']:>+8.2f} "
-                      f"{row['server_queue_ms']:>9.2f} {row['server_compute_ms']:>10.2f} {int(row['errors']):>6}")
+                      f"{row['server_queue_ms']:>9.2f} {row['server_compute_ms']:>10.2f} {int(row['errors']):>6}  "
+                      f"{row.get('openvino_and_other_core_share', 0):>14.2f} {row.get('main_core_share', 0):>4.2f} "
+                      f"{row.get('grpc_core_share', 0):>4.2f} {row['perf_analyzer_core_share']:>6.2f}")
             entry["variants"][variant.name] = {"python": variant.python, "flags": variant.flags, "by_concurrency": table}
         result["models"][model] = entry
     if args.json:
