@@ -118,7 +118,10 @@ def _held_message(name: str, version: int, reason: str) -> str:
 
 
 def _text(value: Any) -> str:
-    """An OpenVINO property as text: element types by their name (bf16), the rest as str() gives it."""
+    """An OpenVINO property as text: element types by their name (bf16), booleans as the flags spell
+    them (true/false), the rest as str() gives it."""
+    if isinstance(value, bool):
+        return str(value).lower()
     return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
 
 

@@ -162,3 +162,22 @@ def test_threads_follow_the_cpus_the_server_may_use(store: Path) -> None:
     assert config.parameters["INFERENCE_NUM_THREADS"].string_value == "1"
     assert config.parameters["NUM_STREAMS"].string_value == "1"
     assert config.parameters["infer_requests"].string_value == "1"
+
+
+def _config(store: Path, *flags: str) -> Any:
+    server = ServerProcess(store, *flags).start()
+    try:
+        return pb_grpc.GRPCInferenceServiceStub(server.channel()).ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
+    finally:
+        assert server.stop() == 0
+
+
+def test_one_row_copy_is_on_by_default_and_unpins_unless_told(store: Path) -> None:
+    """Two compiled copies pinned to the same cores would collide, so the default copy runs unpinned;
+    an explicit --cpu-pinning and --static-batch-one false are obeyed."""
+    default = _config(store).parameters
+    pinned = _config(store, "--cpu-pinning", "true").parameters
+    alone = _config(store, "--static-batch-one", "false").parameters
+    assert (default["static_batch_one"].string_value, default["ENABLE_CPU_PINNING"].string_value) == ("true", "false")
+    assert (pinned["static_batch_one"].string_value, pinned["ENABLE_CPU_PINNING"].string_value) == ("true", "true")
+    assert alone["static_batch_one"].string_value == "false"
