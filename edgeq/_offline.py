@@ -18,8 +18,18 @@ import sys
 
 
 def quiet_nncf() -> None:
-    """NNCF logs every ignored node at INFO; our report says it once, better."""
+    """NNCF logs every ignored node at INFO; our report says it once, better.
+
+    NNCF draws its progress bars (`nncf.common.logging.track_progress.track`) with rich on rich's
+    global console, and has no switch for them. Off a terminal (a pipe, a log file, a server's
+    log) rich prints each bar's last frame as a line of its own between edgeq's stage lines, so
+    there that console is made quiet; on a terminal the bars stay."""
     logging.getLogger("nncf").setLevel(logging.WARNING)
+    import rich
+
+    console = rich.get_console()
+    if not console.is_terminal:
+        console.quiet = True
 
 
 def disable_telemetry() -> None:
