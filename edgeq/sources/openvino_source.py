@@ -34,11 +34,8 @@ def load_file(path: Path, *, input_shape: tuple[int, ...] | None, preprocess: Pr
             model = core.read_model(str(path))
         kind = "ONNX"
     spec = fix_io(model, input_shape)
-    notes = []
-    if preprocess is None:
+    guessed = preprocess is None
+    if guessed:
         preprocess = _default_preprocess(spec.shape)
-        if preprocess is not None:
-            notes.append("image preprocessing not given: pixels scaled to [0, 1] without normalisation "
-                         "(pass --mean/--std to match the model's training)")
     return LoadedModel(model=model, input=spec, preprocess=preprocess, source=f"{kind} {path.name}",
-                       notes=notes, output_name=model.outputs[0].get_any_name())
+                       output_name=model.outputs[0].get_any_name(), preprocess_guessed=guessed and preprocess is not None)
