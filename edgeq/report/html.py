@@ -69,6 +69,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _changes(changes: dict[str, Any]) -> str:
+    """A candidate's knobs as `name value` pairs, not a Python dict: 'rules_extra attention+head'."""
+    def value(v: Any) -> str:
+        return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return ", ".join(f"{name} {value(v)}" for name, v in changes.items()) or "-"
+
+
 def _code(text: str) -> Any:
     """Escaped text with its `backticked` commands set as code."""
     from markupsafe import Markup, escape
@@ -81,8 +89,8 @@ def render(report: Report) -> str:
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("edgeq.report"), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True)
-    environment.filters.update(fmt=_fmt, code=_code, layer=short_name, candidate_label=candidate_label,
-                               candidate_outcome=candidate_outcome)
+    environment.filters.update(fmt=_fmt, code=_code, changes=_changes, layer=short_name,
+                               candidate_label=candidate_label, candidate_outcome=candidate_outcome)
     rows = sqnr_rows(report.layers.sqnr_db)
     return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows, chart=_sqnr_chart(rows))
 
