@@ -55,9 +55,9 @@ def sqnr_figure(rows: list[LayerRow], limit: int = 40) -> Any:
     return figure
 
 
-def _sqnr_chart(rows: list[LayerRow]) -> str:
+def _sqnr_chart(sqnr: dict[str, float | str]) -> str:
     """The chart as a base64 PNG (empty string if no layer was measured)."""
-    figure = sqnr_figure(rows)
+    figure = sqnr_figure(sqnr_rows(sqnr))
     if figure is None:
         return ""
     buffer = io.BytesIO()
@@ -92,7 +92,8 @@ def render(report: Report) -> str:
     environment.filters.update(fmt=_fmt, code=_code, changes=_changes, layer=short_name,
                                candidate_label=candidate_label, candidate_outcome=candidate_outcome)
     rows = sqnr_rows(report.layers.sqnr_db)
-    return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows, chart=_sqnr_chart(rows))
+    return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows,
+                                                             chart=_sqnr_chart(report.layers.sqnr_db))
 
 
 def write_html(report: Report, path: Path) -> None:
