@@ -48,14 +48,14 @@ def test_known_noise_goes_to_debug_and_other_warnings_pass(capsys: pytest.Captur
 
 
 def test_nncf_progress_bars_are_not_drawn_into_a_pipe() -> None:
-    """NNCF's rich bars on rich's global console: nothing of them in a pipe once quiet_nncf ran."""
-    script = ("from edgeq._offline import quiet_nncf\n"
+    """NNCF's rich bars on rich's global console: nothing of them in a pipe in edgeq's children."""
+    script = ("from edgeq.childproc import enter_child\n"
               "from nncf.common.logging.track_progress import track\n"
               "{quiet}\n"
               "for _ in track(range(3), description='Statistics collection'):\n"
               "    pass\n"
               "print('after')\n")
-    for quiet, expected in (("pass", True), ("quiet_nncf()", False)):
+    for quiet, expected in (("pass", True), ("enter_child()", False)):
         run = subprocess.run([sys.executable, "-c", script.format(quiet=quiet)], capture_output=True, text=True,
                              timeout=120)
         assert run.returncode == 0, run.stderr
