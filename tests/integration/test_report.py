@@ -62,3 +62,12 @@ def test_the_sqnr_chart_and_table_name_each_layer_the_same_way(fmnist_result) ->
         if value not in ("inf", "-inf"):
             assert row.label in chart  # the same words in the chart
     assert not any("__module" in label or "aten::" in label for label in chart + [row.label for row in rows])
+
+
+def test_report_html_says_its_units_and_sets_commands_as_code(fmnist_result) -> None:  # type: ignore[no-untyped-def]
+    report = copy.deepcopy(fmnist_result.report)
+    report.warnings.append("promote it with `edgeq models promote <b>` later")
+    page = html.render(report)
+    assert "throughput (samples/s)" in page and "latency (ms per request, median)" in page and "SQNR (dB)" in page
+    assert "promote it with <code>edgeq models promote &lt;b&gt;</code> later" in page
+    assert '<meta name="viewport"' in page and 'class="scroll"' in page  # readable on a narrow screen
