@@ -22,6 +22,21 @@ def quiet_nncf() -> None:
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
 
+def quiet_progress_bars() -> None:
+    """For edgeq's own child processes, where NNCF runs: no bars off a terminal.
+
+    NNCF draws its progress bars (`nncf.common.logging.track_progress.track`) with rich on rich's
+    global console, and has no switch for them. Off a terminal (a pipe, a log file, a server's
+    log) rich prints each bar's last frame as a line of its own between edgeq's stage lines, so
+    there that console is made quiet; on a terminal the bars stay. Only in processes edgeq owns:
+    a host program's console (a notebook's, say) is its own."""
+    import rich
+
+    console = rich.get_console()
+    if not console.is_terminal:
+        console.quiet = True
+
+
 def disable_telemetry() -> None:
     if os.environ.get("EDGEQ_ALLOW_TELEMETRY") == "1":
         return

@@ -93,7 +93,8 @@ class SafeArchive:
                             raise InvalidArgument(f"{label}: entry {member.name!r} is a {kind}; only regular files are accepted")
                         total = self._add(entries, name, member.size, total)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
-            raise InvalidArgument(f"{label} is not a readable archive (truncated or corrupt?): {error}") from error
+            reason = " ".join(str(error).split())  # tarfile lists every method it tried, one per line
+            raise InvalidArgument(f"{label} is not a readable archive (truncated or corrupt?): {reason}") from error
         if not entries:
             raise InvalidArgument(f"{label}: the archive holds no files")
         return entries

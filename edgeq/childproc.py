@@ -19,7 +19,7 @@ from collections.abc import Callable
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 
-from edgeq._offline import disable_telemetry, quiet_nncf
+from edgeq._offline import disable_telemetry, quiet_nncf, quiet_progress_bars
 
 PR_SET_PDEATHSIG = 1
 
@@ -46,10 +46,12 @@ def _run(module: str, function: str, args: bytes) -> None:
 
 
 def enter_child() -> None:
-    """First code in a spawned child: die with the parent, stay offline, keep NNCF's log short."""
+    """First code in a spawned child: die with the parent, stay offline, keep NNCF's log short and
+    its progress bars off pipes."""
     die_with_parent()
     disable_telemetry()
     quiet_nncf()
+    quiet_progress_bars()
 
 
 def exit_now() -> None:

@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     disable_telemetry()  # the entry point, before any command loads OpenVINO or NNCF
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0].startswith("-") and given[0] not in ("-h", "--help", "--version"):
+        parser.error(f"unrecognized arguments: {given[0]} (edgeq takes --help and --version; other flags go "
+                     "after the COMMAND)")
+    args = parser.parse_args(given)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -13,10 +13,20 @@ from typing import Any
 DEFAULT_TARGET = "127.0.0.1:8001"
 
 
+def host_port(text: str) -> str:
+    """HOST:PORT (or a gRPC URI such as unix:/path): a bare host would quietly mean port 443."""
+    if "://" in text or text.startswith("unix:"):
+        return text
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:8001")
+    return text
+
+
 def add_connection_flags(parser: argparse.ArgumentParser, target_help: str = "server address HOST:PORT",
                          default_target: str | None = DEFAULT_TARGET) -> None:
     group = parser.add_argument_group("connection (TLS, mTLS, tokens)")
-    group.add_argument("--target", default=default_target, help=target_help)
+    group.add_argument("--target", type=host_port, default=default_target, help=target_help)
     group.add_argument("--ca", metavar="PEM", help="CA certificate that signed the server's certificate: connect "
                                                    "with TLS (the server's --tls-cert)")
     group.add_argument("--tls", action="store_true", help="connect with TLS trusting the system's CAs (no --ca)")

@@ -93,6 +93,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16]: positive numbers of requests in flight."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive numbers, e.g. 1,4,16")
+    return counts
+
+
+def _bench_inputs(path: str) -> Any:
+    """The 'inputs' array of an .npz, or one line saying what is wrong with the file."""
+    import numpy as np
+
+    from edgeq._boundary import user_input
+    from edgeq.errors import NotFound
+
+    if not Path(path).is_file():
+        raise NotFound(f"--data {path}: no such file")
+    with user_input(f"--data {path}: expected an .npz holding an 'inputs' array"), np.load(path) as data:
+        return data["inputs"]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Table per concurrency (and per version with --compare-version); --json writes it."""
     import asyncio
@@ -111,11 +135,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"edgeq bench: {host} is not a loopback address; pass --allow-remote to load another machine")
         return 2
     security = security_from_args(args)
-    data = np.load(args.data)["inputs"] if args.data else None
+    data = _bench_inputs(args.data) if args.data else None
     versions = [str(args.version or "")] + ([str(args.compare_version)] if args.compare_version else [])
     rows = []
     with Progress(transient=True, disable=not Console(stderr=True).is_terminal) as progress:
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+        for concurrency in args.concurrency:
             for round_index in range(args.rounds if args.compare_version else 1):
                 for version in versions:
                     task = progress.add_task(f"c={concurrency} v={version or 'latest'} round {round_index + 1}",
@@ -206,7 +230,8 @@ def add_commands(commands: Any) -> None:
     bench.add_argument("--model", required=True, help="model name on the server")
     bench.add_argument("--version", type=int, default=0, help="model version (0: the latest)")
     bench.add_argument("--compare-version", type=int, help="alternate rounds with this version; print the ratio")
-    bench.add_argument("--concurrency", default="1,4,16", help="comma-separated numbers of requests in flight")
+    bench.add_argument("--concurrency", type=_counts, default="1,4,16",
+                       help="comma-separated numbers of requests in flight")
     bench.add_argument("--duration", type=float, default=30.0, help="seconds per concurrency and version")
     bench.add_argument("--max-requests", type=int, default=1_000_000, help="stop a round after this many requests")
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare-version")

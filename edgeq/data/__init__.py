@@ -13,7 +13,14 @@ from edgeq.data.samples import Sample, SampleSet, Subset, check_sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec, Preprocess
 
-__all__ = ["Sample", "SampleSet", "Subset", "check_sample", "open_samples"]
+__all__ = ["Sample", "SampleSet", "Subset", "check_sample", "is_image_archive", "open_samples"]
+
+IMAGE_ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+def is_image_archive(path: str | Path) -> bool:
+    """Images in class folders (read with the model's preprocessing), as opposed to .npz tensors."""
+    return Path(path).name.lower().endswith(IMAGE_ARCHIVES)
 
 
 def open_samples(path: str | Path, spec: InputSpec, preprocess: Preprocess | None) -> SampleSet:
@@ -25,7 +32,7 @@ def open_samples(path: str | Path, spec: InputSpec, preprocess: Preprocess | Non
         from edgeq.data.npz import NpzSamples
 
         return NpzSamples(path, spec)
-    if name.endswith((".tar", ".tar.gz", ".tgz", ".zip")):
+    if is_image_archive(path):
         if preprocess is None:
             raise InvalidArgument(
                 f"{path.name}: images need preprocessing, but the model input {list(spec.shape)} is not an "

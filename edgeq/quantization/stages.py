@@ -122,6 +122,12 @@ def load(ctx: Context) -> ModelSection:
     loaded = ctx.loaded = load_model(request.model, weights=request.weights, input_shape=request.input_shape,
                                      preprocess=request.preprocess, output_node=request.output_node)
     ctx.float_model = loaded.model
+    if loaded.preprocess_guessed:
+        if any(datasets.is_image_archive(path) for path in (request.calibration, request.validation) if path):
+            loaded.notes.append("image preprocessing not given: pixels scaled to [0, 1] without normalisation "
+                                "(pass --mean/--std to match the model's training)")
+        else:  # tensors are fed as they are: no preprocessing applies, none is reported
+            loaded.preprocess = None
     ctx.warnings.extend(loaded.notes)
     return ModelSection(request.name, loaded.source, loaded.input, loaded.output_name, loaded.preprocess, loaded.notes)
 

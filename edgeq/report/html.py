@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,26 +13,53 @@ from edgeq.report.model import Report
 from edgeq.report.summary import candidate_label, candidate_outcome, short_name
 
 
-def _sqnr_chart(sqnr: dict[str, float | str], limit: int = 40) -> str:
-    """A horizontal bar chart of the worst layers' SQNR as a base64 PNG (empty string if no data)."""
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer's SQNR as the page shows it: the chart and the table use the same `label`; the full
+    OpenVINO node name (what `--rule name:REGEX` matches) is the table cell's tooltip."""
+
+    label: str
+    node: str
+    sqnr_db: float | str
+
+
+def sqnr_rows(sqnr: dict[str, float | str]) -> list[LayerRow]:
+    """The report's per-layer SQNR, worst first, each layer named once for the chart and the table."""
+    return [LayerRow(short_name(node), node, value) for node, value in sqnr.items()]
+
+
+def sqnr_figure(rows: list[LayerRow], limit: int = 40) -> Any:
+    """A horizontal bar chart of the worst measured layers (a matplotlib Figure), None without data."""
     # matplotlib is heavy and serving never loads it. A Figure with no pyplot renders through Agg
     # by itself (savefig picks the canvas for the format): no global backend for the host to inherit.
     from matplotlib.figure import Figure
 
-    items = [(name, value) for name, value in sqnr.items() if isinstance(value, (int, float))][:limit]
-    if not items:
-        return ""
-    names = [short_name(n)[-48:] for n, _ in items]
-    values = [v for _, v in items]
-    figure = Figure(figsize=(9, 0.28 * len(items) + 1.2))
+    measured = [row for row in rows if isinstance(row.sqnr_db, (int, float))]
+    shown = measured[:limit]
+    if not shown:
+        return None
+    values = [float(row.sqnr_db) for row in shown]
+    figure = Figure(figsize=(9, 0.28 * len(shown) + 1.2))
     axis = figure.subplots()
     colours = ["#c0392b" if v < 20 else "#e67e22" if v < 30 else "#27ae60" for v in values]
     axis.barh(range(len(values)), values, color=colours)
-    axis.set_yticks(range(len(values)), names, fontsize=7)
+    axis.set_yticks(range(len(values)), [row.label for row in shown], fontsize=7)
     axis.invert_yaxis()
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_axisbelow(True)
     axis.set_xlabel("SQNR (dB), higher is better; red < 20 dB, orange < 30 dB")
-    axis.set_title(f"Per-layer SQNR, worst {len(items)} layers (INT8 vs FP32)")
+    what = f"all {len(shown)} measured layers" if len(shown) == len(measured) else \
+        f"worst {len(shown)} of {len(measured)} measured layers"
+    axis.set_title(f"Per-layer SQNR, INT8 vs FP32: {what}, worst first")
     figure.tight_layout()
+    return figure
+
+
+def _sqnr_chart(sqnr: dict[str, float | str]) -> str:
+    """The chart as a base64 PNG (empty string if no layer was measured)."""
+    figure = sqnr_figure(sqnr_rows(sqnr))
+    if figure is None:
+        return ""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -40,13 +69,31 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _changes(changes: dict[str, Any]) -> str:
+    """A candidate's knobs as `name value` pairs, not a Python dict: 'rules_extra attention+head'."""
+    def value(v: Any) -> str:
+        return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return ", ".join(f"{name} {value(v)}" for name, v in changes.items()) or "-"
+
+
+def _code(text: str) -> Any:
+    """Escaped text with its `backticked` commands set as code."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
 def render(report: Report) -> str:
     import jinja2
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("edgeq.report"), autoescape=True,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True)
-    environment.filters.update(fmt=_fmt, candidate_label=candidate_label, candidate_outcome=candidate_outcome)
-    return environment.get_template("report.html.j2").render(report=report, chart=_sqnr_chart(report.layers.sqnr_db))
+    environment.filters.update(fmt=_fmt, code=_code, changes=_changes, layer=short_name,
+                               candidate_label=candidate_label, candidate_outcome=candidate_outcome)
+    rows = sqnr_rows(report.layers.sqnr_db)
+    return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows,
+                                                             chart=_sqnr_chart(report.layers.sqnr_db))
 
 
 def write_html(report: Report, path: Path) -> None:

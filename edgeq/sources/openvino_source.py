@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgeq._boundary import user_input
 from edgeq.errors import InvalidArgument
@@ -18,6 +19,16 @@ def _default_preprocess(shape: tuple[int, ...]) -> Preprocess | None:
     return None
 
 
+def _read_onnx(path: Path) -> Any:
+    """An ONNX file through OpenVINO's ONNX frontend alone: `Core.read_model` tries every frontend on
+    a file that is not valid ONNX, and the TensorFlow one prints its text-format parse errors (absl
+    log lines) on stderr, beside edgeq's own message."""
+    from openvino.frontend import FrontEndManager
+
+    frontend = FrontEndManager().load_by_framework("onnx")
+    return frontend.convert(frontend.load(str(path)))
+
+
 def load_file(path: Path, *, input_shape: tuple[int, ...] | None, preprocess: Preprocess | None) -> LoadedModel:
     import openvino as ov
 
@@ -31,14 +42,11 @@ def load_file(path: Path, *, input_shape: tuple[int, ...] | None, preprocess: Pr
         kind = "OpenVINO IR"
     else:
         with user_input(f"{path.name!r} is not a valid ONNX model"):
-            model = core.read_model(str(path))
+            model = _read_onnx(path)
         kind = "ONNX"
     spec = fix_io(model, input_shape)
-    notes = []
-    if preprocess is None:
+    guessed = preprocess is None
+    if guessed:
         preprocess = _default_preprocess(spec.shape)
-        if preprocess is not None:
-            notes.append("image preprocessing not given: pixels scaled to [0, 1] without normalisation "
-                         "(pass --mean/--std to match the model's training)")
     return LoadedModel(model=model, input=spec, preprocess=preprocess, source=f"{kind} {path.name}",
-                       notes=notes, output_name=model.outputs[0].get_any_name())
+                       output_name=model.outputs[0].get_any_name(), preprocess_guessed=guessed and preprocess is not None)

@@ -77,6 +77,9 @@ class LoadedModel:
     source: str
     notes: list[str] = field(default_factory=list)
     output_name: str = "output"
+    # `preprocess` is edgeq's guess (pixels to [0, 1], no normalisation), neither the model's nor the
+    # user's: worth a warning when images are read with it, meaningless when the data are tensors.
+    preprocess_guessed: bool = False
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -42,7 +42,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     import numpy as np
 
     np.savez(folder / "good.npz", inputs=np.zeros((4, 1, 28, 28), np.float32))
-    return {"file": str(folder / "calib.npz"), "npz": str(folder / "good.npz"), "dir": str(folder)}
+    (folder / "broken.onnx").write_text("junk\n")  # OpenVINO's TensorFlow frontend would log its parse errors
+    (folder / "broken.tar").write_bytes(b"junk" * 200)
+    (folder / "notes.txt").write_text("notes\n")
+    return {"file": str(folder / "calib.npz"), "npz": str(folder / "good.npz"), "dir": str(folder),
+            "onnx": str(folder / "broken.onnx"), "tar": str(folder / "broken.tar"), "txt": str(folder / "notes.txt")}
 
 
 # (name, arguments; {target} {closed} {file} {npz} {dir} are filled in, expected exit code, text in the message)
@@ -74,6 +78,22 @@ CASES = [
      "cannot read the token file"),
     ("a client certificate without its key", "jobs --cert {file} --target {closed}", exits.USAGE, "--key"),
     ("an unknown flag", "jobs --nope", exits.USAGE, "unrecognized arguments"),
+    ("an unknown flag before the command", "--verison", exits.USAGE, "unrecognized arguments: --verison"),
+    ("a misspelled command", "quantise --store {dir}", exits.USAGE, "invalid choice: 'quantise'"),
+    ("a misspelled action", "jobs shw x --target {target}", exits.USAGE, "invalid choice: 'shw'"),
+    ("--target without a port", "jobs --target 127.0.0.1", exits.USAGE, "is not HOST:PORT"),
+    ("bench --concurrency not numbers", "bench --model vit --concurrency a --target {target}", exits.USAGE,
+     "positive numbers"),
+    ("bench --data not an .npz", "bench --model vit --data {file} --duration 1 --target {target}", exits.USAGE,
+     "expected an .npz"),
+    ("bench --data missing", "bench --model vit --data {dir}/nope.npz --duration 1 --target {target}",
+     exits.USER_ERROR, "no such file"),
+    ("quantize a broken .onnx", "quantize --store {dir} --model {onnx} --calibration {npz} --name x", exits.USAGE,
+     "is not a valid ONNX model"),
+    ("quantize a corrupt archive", "quantize --store {dir} --model timm:edgeq_vit_fmnist --calibration {tar} "
+     "--name x", exits.USAGE, "is not a readable archive"),
+    ("quantize a text file as data", "quantize --store {dir} --model timm:edgeq_vit_fmnist --calibration {txt} "
+     "--name x", exits.USAGE, "expected .npz tensors or an image archive"),
     ("a bad option value", "quantize --store {dir} --model m --calibration {npz} --name x --max-drop 2",
      exits.USAGE, "max_drop"),
 ]

@@ -31,16 +31,30 @@ def test_kserve_resources_have_the_structure_kserve_needs() -> None:
     runtime = _documents("kserve-servingruntime.yaml")[0]
     assert runtime["apiVersion"] == "serving.kserve.io/v1alpha1" and runtime["kind"] == "ServingRuntime"
     spec = runtime["spec"]
-    assert spec["protocolVersions"] == ["grpc-v2"]
+    assert spec["protocolVersions"] == ["v2", "grpc-v2"]  # KServe v2 over HTTP and over gRPC
     assert {"name": "openvino_ir", "version": "1", "autoSelect": True} in spec["supportedModelFormats"]
     container = spec["containers"][0]
-    assert container["name"] == "kserve-container" and container["ports"][0]["containerPort"] == 8001
+    assert container["name"] == "kserve-container"
     assert "/mnt/models" in container["args"]  # where KServe's storage initializer puts the model
-    service = _documents("kserve-inferenceservice.yaml")[0]
-    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
-    model = service["spec"]["predictor"]["model"]
-    assert model["runtime"] == runtime["metadata"]["name"] and model["modelFormat"]["name"] == "openvino_ir"
-    assert model["protocolVersion"] == "grpc-v2"
+    args = container["args"]
+    ports = {"grpc-v2": int(args[args.index("--port") + 1]), "v2": int(args[args.index("--http-port") + 1])}
+    assert ports == {"grpc-v2": 8001, "v2": 8000}
+    services = _documents("kserve-inferenceservice.yaml")
+    assert [s["spec"]["predictor"]["model"]["protocolVersion"] for s in services] == ["grpc-v2", "v2"]
+    for service in services:
+        assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+        model = service["spec"]["predictor"]["model"]
+        assert model["runtime"] == runtime["metadata"]["name"] and model["modelFormat"]["name"] == "openvino_ir"
+        protocol = model["protocolVersion"]
+        # Knative routes a revision to one container port (the runtime's plus the service's): the
+        # one the server listens on for this protocol, named as Knative reads it (h2c is HTTP/2).
+        declared = container.get("ports", []) + model["ports"]
+        assert declared == [{"name": "h2c" if protocol == "grpc-v2" else "http1", "containerPort": ports[protocol],
+                             "protocol": "TCP"}], (protocol, declared)
+        if "readinessProbe" in model:  # probes may only ask the routed port
+            assert model["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": ports[protocol]}
+            assert protocol == "v2"
+    assert services[0]["metadata"]["name"] == "vit-fmnist"
 
 
 def test_probes_use_both_doors_and_threads_follow_the_cpu_limit() -> None:

@@ -104,6 +104,32 @@ def test_openvino_ir_source(fmnist_npz: dict[str, Path], tmp_path: Path) -> None
                             metric="top1", max_drop=0.03, speed_seconds=0, sensitivity_samples=2)
     assert result.report.model.source == "OpenVINO IR float.xml"
     assert result.budget_met
+    # .npz tensors are fed as they are: no preprocessing guessed into edgeq.json, no warning about it
+    assert result.report.model.preprocess is None
+    assert not any("preprocessing" in warning for warning in result.report.warnings), result.report.warnings
+
+
+@pytest.mark.parametrize("calibration, warned", [("images.tar", True), ("images.zip", True), ("tensors.npz", False)])
+def test_a_guessed_image_preprocessing_is_reported_only_for_images(tmp_path: Path, calibration: str,
+                                                                   warned: bool) -> None:
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from edgeq.quantization import stages
+    from edgeq.quantization.events import ignore
+    from edgeq.quantization.pipeline import QuantizeRequest
+
+    image = ops.parameter([-1, 3, 8, 8], np.float32, name="image")
+    mean = ops.reduce_mean(image, ops.constant(np.array([2, 3], dtype=np.int64)), keep_dims=False)
+    ov.save_model(ov.Model([mean.output(0)], [image], "pool"), str(tmp_path / "pool.xml"))
+    request = QuantizeRequest(str(tmp_path / "pool.xml"), tmp_path / calibration, tmp_path / "store", "pool")
+    context = stages.Context.start(request, ignore, lambda: False)
+    try:
+        section = stages.load(context)
+    finally:
+        context.close()
+    assert (section.preprocess is not None) is warned
+    assert any("image preprocessing not given" in note for note in context.warnings) is warned, context.warnings
 
 
 def test_random_init_timm_deit_tiny_says_so(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+from html import unescape
 
 import jsonschema
 import pytest
@@ -44,3 +46,28 @@ def test_report_html_shows_the_values_and_escapes_names(fmnist_result) -> None: 
     assert report.speed is not None
     speed = report.speed.batches["1"]
     assert f"<td>1</td><td>{speed.int8_throughput:.1f}</td>" in page
+
+
+def test_the_sqnr_chart_and_table_name_each_layer_the_same_way(fmnist_result) -> None:  # type: ignore[no-untyped-def]
+    report = fmnist_result.report
+    rows = html.sqnr_rows(report.layers.sqnr_db)
+    chart = [label.get_text() for label in html.sqnr_figure(rows).axes[0].get_yticklabels()]
+    page = html.render(report)
+    table_html = page.split("SQNR (dB)</th>", 1)[1].split("</table>", 1)[0]
+    table = re.findall(r'<tr><td(?: title="([^"]*)")?>([^<]*)</td><td>([^<]*)</td></tr>', table_html)
+    assert len(table) == min(10, len(rows)) and chart, page
+    for (node, label, value), row in zip(table, rows):
+        assert unescape(label) == row.label and unescape(node or label) == row.node
+        assert unescape(node or label) in report.layers.sqnr_db  # the tooltip is the full node name
+        if value not in ("inf", "-inf"):
+            assert row.label in chart  # the same words in the chart
+    assert not any("__module" in label or "aten::" in label for label in chart + [row.label for row in rows])
+
+
+def test_report_html_says_its_units_and_sets_commands_as_code(fmnist_result) -> None:  # type: ignore[no-untyped-def]
+    report = copy.deepcopy(fmnist_result.report)
+    report.warnings.append("promote it with `edgeq models promote <b>` later")
+    page = html.render(report)
+    assert "throughput (samples/s)" in page and "latency (ms per request, median)" in page and "SQNR (dB)" in page
+    assert "promote it with <code>edgeq models promote &lt;b&gt;</code> later" in page
+    assert '<meta name="viewport"' in page and 'class="scroll"' in page  # readable on a narrow screen

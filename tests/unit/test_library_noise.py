@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -43,3 +45,19 @@ def test_known_noise_goes_to_debug_and_other_warnings_pass(capsys: pytest.Captur
     assert "outside: smaller than the requested subset size 300" in shown
     debug = [r.getMessage() for r in caplog.records if r.name == "edgeq.libraries"]
     assert len(debug) == 4 and any("No CUDA runtime" in m for m in debug), debug
+
+
+def test_nncf_progress_bars_are_not_drawn_into_a_pipe() -> None:
+    """NNCF's rich bars on rich's global console: nothing of them in a pipe in edgeq's children."""
+    script = ("from edgeq.childproc import enter_child\n"
+              "from nncf.common.logging.track_progress import track\n"
+              "{quiet}\n"
+              "for _ in track(range(3), description='Statistics collection'):\n"
+              "    pass\n"
+              "print('after')\n")
+    for quiet, expected in (("pass", True), ("enter_child()", False)):
+        run = subprocess.run([sys.executable, "-c", script.format(quiet=quiet)], capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert ("Statistics collection" in run.stdout) is expected, (quiet, run.stdout)
+        assert run.stdout.splitlines()[-1] == "after"
