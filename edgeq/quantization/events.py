@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("import", "data", "reference", "search", "quantize", "accuracy", "fallback", "analyse", "speed", "report", "publish", "done")
-
 
 @dataclass(frozen=True)
 class ProgressEvent:
