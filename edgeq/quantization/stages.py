@@ -32,7 +32,7 @@ from edgeq.quantization.requantize import requantize
 from edgeq.quantization.search import Searched, search as search_recipes
 from edgeq.report.html import write_html
 from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, DataSection, FallbackSection, LayersSection,
-                                ModelSection, Report, RequantizeStep, RevertedLayer, RuleRow, SearchRow, SizeSection,
+                                ModelSection, Report, RevertedLayer, RuleRow, SearchRow, SizeSection,
                                 SpeedGate, SpeedSection, ValidationData)
 from edgeq.sources import load_model
 from edgeq.sources.spec import LoadedModel
@@ -186,7 +186,7 @@ def search(ctx: Context) -> list[SearchRow] | None:
         None if ctx.labels is None else ctx.labels[:count], request.metric, request.recipe,
         workers=request.search_workers, search_calibration=request.search_calibration, cancelled=ctx.cancelled)
     ctx.recipe = ctx.searched.recipe
-    return [SearchRow(**row) for row in ctx.searched.rows]
+    return ctx.searched.rows
 
 
 def quantize(ctx: Context) -> list[RuleRow]:
@@ -221,7 +221,7 @@ def _requantize(ctx: Context, section: FallbackSection) -> None:
     outcome = requantize(ctx.work / "requantize", ctx.float_xml, ctx.calibration_npy, ctx.recipe, ctx.ignored,
                          sorted(sqnr, key=lambda name: sqnr[name]), score, lambda value: budget.met(ctx.float_score, value),
                          max(1, len(graph.quantizable_ops(ctx.float_model)) // 10), ctx.cancelled)
-    section.requantize = [RequantizeStep(**step) for step in outcome.steps]
+    section.requantize = outcome.steps
     if outcome.model is not None and outcome.score is not None and outcome.score > plain.score:
         ctx.final = Scored(outcome.model, outcome.outputs, outcome.score)
         section.status = "requantized"
