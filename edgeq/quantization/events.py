@@ -14,9 +14,6 @@ class ProgressEvent:
     message: str
     metrics: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "fraction": self.fraction, "message": self.message, "metrics": self.metrics}
-
 
 EventSink = Callable[[ProgressEvent], None]
 
