@@ -232,12 +232,11 @@ def _accuracy_control(ctx: Context, section: FallbackSection) -> None:
     """NNCF's accuracy control in a child process with a time budget; kept only if it beats the model kept."""
     request = ctx.request
     assert request.fallback is not None
-    child = ctx.work / "fallback"
-    control.prepare(child, ctx.work, ctx.reference, ctx.labels, {
-        "metric": request.options.metric, "max_drop": request.budget.max_drop, "relative": request.budget.relative,
-        "recipe": ctx.recipe.to_dict(), "ignored": ctx.ignored, "max_iterations": request.fallback.max_iterations,
-        "ranking_subset_size": request.fallback.ranking_subset_size})
-    report, path = control.run_in_child(child, request.fallback, ctx.cancelled)
+    params = control.ControlRequest(str(ctx.work), request.options.metric, ctx.recipe, ctx.ignored,
+                                    request.budget.max_drop, request.budget.relative, request.fallback.max_iterations,
+                                    request.fallback.ranking_subset_size)
+    report, path = control.run_in_child(ctx.work / "fallback", params, ctx.reference, ctx.labels, request.fallback,
+                                        ctx.cancelled)
     section.accuracy_control = report
     if path is None:
         ctx.warnings.append(f"accuracy control {report.status}: {report.reason}")
