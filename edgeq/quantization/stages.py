@@ -23,7 +23,7 @@ from edgeq import data as datasets
 from edgeq.compile import compile_cpu, cpu_description
 from edgeq.data.samples import SampleSet, first, hold_out
 from edgeq.errors import Cancelled, InvalidArgument
-from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, resolution, rules, sensitivity
+from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, rules, sensitivity
 from edgeq.quantization import speed as timing
 from edgeq.quantization.attention import sqnr_and_attention
 from edgeq.quantization.events import EventSink, ProgressEvent
@@ -266,8 +266,8 @@ def restore_accuracy(ctx: Context) -> FallbackSection:
         return FallbackSection(ran=False, status="not needed")
     if ctx.request.fallback is None:
         return FallbackSection(ran=False, status="disabled")
-    unmeasurable = resolution.unmeasurable_budget(budget, ctx.request.options.metric, len(ctx.validation),
-                                                  ctx.float_score)
+    unmeasurable = metrics.unmeasurable_budget(budget, ctx.request.options.metric, len(ctx.validation),
+                                               ctx.float_score)
     if unmeasurable:
         ctx.warnings.append(unmeasurable)
         ctx.emit("fallback", 0.5, unmeasurable)
