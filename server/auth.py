@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from edgeq.errors import InvalidArgument
-from edgeq_server.handlers import replace_behaviour
+from edgeq_server.interceptors import replace_behaviour
 
 SCOPES = ("manage", "infer")
 OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")

@@ -18,20 +18,14 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from edgeq.artifacts import iter_file
 from edgeq.errors import InvalidArgument, Unavailable
+from edgeq.store.repository import sha256_file
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2_grpc as pb_grpc
 
 CHUNK = 1 << 20
 MAX_MESSAGE = 64 * 2**20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 TOKEN_VARIABLE = "EDGEQ_TOKEN"
@@ -191,19 +185,11 @@ class EdgeqClient:
 
     def upload(self, path: str | Path) -> pb.Artifact:
         path = Path(path)
-        info = pb.UploadInfo(filename=path.name, sha256=sha256_of(path), size=path.stat().st_size)
+        info = pb.UploadInfo(filename=path.name, sha256=sha256_file(path), size=path.stat().st_size)
 
         def chunks() -> Iterator[pb.UploadChunk]:
-            with open(path, "rb") as stream:
-                first = True
-                while True:
-                    block = stream.read(CHUNK)
-                    if not block and not first:
-                        return
-                    yield pb.UploadChunk(info=info if first else None, data=block)
-                    first = False
-                    if not block:
-                        return
+            yield pb.UploadChunk(info=info)  # the server reads the file's name, size and sha256 first
+            yield from (pb.UploadChunk(data=block) for block in iter_file(path, CHUNK))
 
         return self.artifacts.Upload(chunks())
 

@@ -34,9 +34,7 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
             field = CONTENTS_FIELD.get(tensor.datatype)
             values = getattr(tensor.contents, field) if field else []
             arrays[tensor.name] = from_typed(tensor.name, tensor.datatype, shape, values)
-    if not arrays:
-        raise InvalidArgument("the request has no inputs")
-    return arrays
+    return arrays  # none at all: dataplane.infer refuses it, for both doors
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

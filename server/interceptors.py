@@ -1,4 +1,5 @@
-"""Server interceptor: maps edgeq errors to status codes and records metrics, for every RPC."""
+"""Server interceptor: maps edgeq errors to status codes and records metrics, for every RPC;
+`replace_behaviour`, which it and the token check (edgeq_server.auth) wrap handlers with."""
 
 from __future__ import annotations
 
@@ -11,10 +12,25 @@ import grpc
 
 from edgeq.errors import EdgeqError
 from edgeq_server.errors import status_of
-from edgeq_server.handlers import replace_behaviour
 from edgeq_server.metrics import ServerMetrics
 
 log = logging.getLogger("edgeq.server")
+Behaviour = Callable[..., Any]
+
+
+def replace_behaviour(handler: grpc.RpcMethodHandler, wrap: Callable[[Behaviour], Behaviour],
+                      wrap_stream: Callable[[Behaviour], Behaviour] | None = None) -> grpc.RpcMethodHandler:
+    """The handler rebuilt, whatever its streaming kind: `wrap` applies to unary-response
+    behaviours, `wrap_stream` (default: `wrap`) to streaming ones."""
+    streaming = wrap_stream or wrap
+    serializers = (handler.request_deserializer, handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), *serializers)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), *serializers)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), *serializers)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), *serializers)
 
 
 class ErrorsAndMetrics(grpc.aio.ServerInterceptor):

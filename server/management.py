@@ -105,14 +105,15 @@ class ModelsServicer(pb_grpc.ModelsServicer):
         self.registry = registry
 
     def _info(self, name: str) -> pb.ModelInfo:
+        from edgeq.report.model import Report  # its sections' types import the quantization package
+
         loaded = self.registry.loaded.get(name, {})
         info = pb.ModelInfo(name=name)
         for version in self.store.versions(name):
             report = version.report()
-            accuracy = report.get("accuracy", {})
-            info.versions.add(version=version.version, loaded=version.version in loaded,
-                              metric=accuracy.get("metric", ""), float_score=accuracy.get("float", 0.0),
-                              int8_score=accuracy.get("final", 0.0), budget_met=bool(accuracy.get("met")),
+            acc = read.accuracy if (read := Report.read(report)) else None
+            scores = dict(metric=acc.metric, float_score=acc.float, int8_score=acc.final, budget_met=acc.met) if acc else {}
+            info.versions.add(version=version.version, loaded=version.version in loaded, **scores,
                               report_json=json.dumps(report), held_reason=version.held() or "")
         return info
 

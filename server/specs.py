@@ -21,7 +21,6 @@ from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 
 SOURCES = ("timm", "onnx_artifact", "ir_artifact")
 _WIRE_NAMES = re.compile(r"invalid option (\w+)")
-ARTIFACTS = ("weights_artifact", "calibration_artifact", "validation_artifact")
 
 
 def _holder(message: Message, path: str) -> tuple[Message, FieldDescriptor]:

@@ -48,10 +48,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _row(name: str, version: int, held: str | None, report: dict[str, Any]) -> dict[str, Any]:
-    acc = report.get("accuracy", {})
-    return {"name": name, "version": version, "held": held or None, "metric": acc.get("metric"),
-            "float": acc.get("float"), "int8": acc.get("final"), "met": acc.get("met"),
-            "source": report.get("model", {}).get("source")}
+    from edgeq.report.model import Report
+
+    read = Report.read(report)
+    acc = read.accuracy if read else None
+    return {"name": name, "version": version, "held": held or None, "metric": acc and acc.metric,
+            "float": acc and acc.float, "int8": acc and acc.final, "met": acc and acc.met,
+            "source": read and read.model.source}
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:

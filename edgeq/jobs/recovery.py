@@ -9,7 +9,7 @@ not in the store any more is FAILED, unless `ModelStore.delete` removed that ver
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgeq.jobs.db import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobDB, JobRecord
@@ -24,9 +24,9 @@ INTERRUPTED = "interrupted: the server stopped while the job was running; submit
 
 def job_result(report: Report) -> tuple[dict[str, Any], bool]:
     """(the result recorded for a job, whether its accuracy budget was met) from its report."""
-    sections = report.to_dict()
-    summary = {"summary": summary_lines(report), "accuracy": sections["accuracy"],
-               "fallback": sections["fallback"], "speed_gate": sections["speed_gate"]}
+    gate = report.speed_gate
+    summary = {"summary": summary_lines(report), "accuracy": asdict(report.accuracy),
+               "fallback": asdict(report.fallback), "speed_gate": asdict(gate) if gate else None}
     return summary, report.accuracy.met
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 NAME = "edgeq_vit_fmnist"
-INPUT_SIZE = (1, 28, 28)
 # Fashion-MNIST pixel statistics on the training split (values in [0, 1]).
 MEAN = (0.2860,)
 STD = (0.3530,)

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("import", "data", "reference", "search", "quantize", "accuracy", "fallback", "analyse", "speed", "report", "publish", "done")
-
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -15,9 +13,6 @@ class ProgressEvent:
     fraction: float  # of the whole job, 0..1
     message: str
     metrics: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "fraction": self.fraction, "message": self.message, "metrics": self.metrics}
 
 
 EventSink = Callable[[ProgressEvent], None]

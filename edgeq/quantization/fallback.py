@@ -1,9 +1,10 @@
 """Accuracy-aware fallback: NNCF's `quantize_with_accuracy_control`, run in a child process.
 
 Accuracy control is slow and has crashed NNCF/OpenVINO on 2 cores, so it runs in a spawned child
-with a time budget. The child gets everything through files: the job's float IR and calibration and
-validation arrays (.npy, read where the job wrote them), the float reference outputs and the
-parameters as JSON in its own directory, where it writes the result IR plus a JSON of timings. A crash
+with a time budget. The child gets its parameters (`ControlRequest`) as its task's argument and the
+data through files: the job's float IR and calibration and validation arrays (.npy, read where the
+job wrote them) and the float reference outputs in its own directory, where it writes the result IR
+plus a JSON of timings. A crash
 or a timeout of the child is an outcome we report, never a crash of the caller. Which layers were
 reverted: NNCF only logs it, so we diff the quantized-op sets of the plain PTQ model and the final model.
 """
@@ -33,16 +34,27 @@ class FallbackSettings:
     ranking_subset_size: int | None = None
 
 
-def _child(workdir: str) -> None:
+@dataclass(frozen=True)
+class ControlRequest:
+    """What the child runs accuracy control with (handed to it pickled, as its task's argument)."""
+
+    inputs: str  # the job's work folder: float.xml, calibration.npy, validation.npy
+    metric: str
+    recipe: Recipe
+    ignored: list[str]
+    max_drop: float
+    relative: bool
+    max_iterations: int
+    ranking_subset_size: int | None
+
+
+def _child(workdir: str, params: ControlRequest) -> None:
     """Runs in the spawned process (isolated.run_tasks): no state shared with the parent but the files."""
-    root = Path(workdir)
-    params = json.loads((root / "params.json").read_text())
-    inputs = Path(params["inputs"])
+    root, inputs, metric = Path(workdir), Path(params.inputs), params.metric
     calibration = np.load(inputs / "calibration.npy", mmap_mode="r")
     validation = np.load(inputs / "validation.npy", mmap_mode="r")
     reference = np.load(root / "reference.npy")
     labels = np.load(root / "labels.npy") if (root / "labels.npy").exists() else None
-    metric = params["metric"]
     timings = {"evaluations": 0, "evaluation_s": 0.0}
 
     def validate(compiled: Any, indices: Any) -> tuple[float, list[float]]:
@@ -60,27 +72,23 @@ def _child(workdir: str) -> None:
     model = ov.Core().read_model(str(inputs / "float.xml"))
     result = nncf_adapter.quantize_with_accuracy_control(
         model, [calibration[i] for i in range(len(calibration))], list(range(len(validation))), validate,
-        Recipe.from_dict(params["recipe"]), params["ignored"], max_drop=params["max_drop"], relative=params["relative"],
-        max_iterations=params["max_iterations"], ranking_subset_size=params["ranking_subset_size"])
+        params.recipe, params.ignored, max_drop=params.max_drop, relative=params.relative,
+        max_iterations=params.max_iterations, ranking_subset_size=params.ranking_subset_size)
     ov.save_model(result, str(root / "result.xml"), compress_to_fp16=False)
     timings["total_s"] = time.perf_counter() - started
     timings["other_s"] = timings["total_s"] - timings["evaluation_s"]
     (root / "timings.json").write_text(json.dumps(timings))
 
 
-def prepare(workdir: Path, inputs: Path, reference: np.ndarray, labels: np.ndarray | None, params: dict[str, Any]) -> None:
-    """The child's files; float.xml, calibration.npy and validation.npy are read from `inputs`, not copied."""
+def run_in_child(workdir: Path, params: ControlRequest, reference: np.ndarray, labels: np.ndarray | None,
+                 settings: FallbackSettings, cancelled: Any = None) -> tuple[AccuracyControl, Path | None]:
+    """Run the child once (no retry: it is slow) within the time budget: what happened, and the model it wrote.
+    The reference outputs and labels are saved for it; the job's own files are read where they are."""
     workdir.mkdir(parents=True, exist_ok=True)
-    params = {**params, "inputs": str(inputs)}
     np.save(workdir / "reference.npy", reference)
     if labels is not None:
         np.save(workdir / "labels.npy", labels)
-    (workdir / "params.json").write_text(json.dumps(params))
-
-
-def run_in_child(workdir: Path, settings: FallbackSettings, cancelled: Any = None) -> tuple[AccuracyControl, Path | None]:
-    """Run the child once (no retry: it is slow) within the time budget: what happened, and the model it wrote."""
-    task = Task("accuracy-control", _child, (str(workdir),), str(workdir))
+    task = Task("accuracy-control", _child, (str(workdir), params), str(workdir))
     try:
         (outcome,) = run_tasks([task], time_budget_s=settings.time_budget_s, retries=0,
                                cancelled=cancelled or (lambda: False))

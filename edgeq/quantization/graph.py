@@ -16,11 +16,7 @@ def ops_by_name(model: ov.Model) -> dict[str, ov.Node]:
 
 
 def consumers(node: ov.Node) -> list[ov.Node]:
-    found = []
-    for output in node.outputs():
-        for target in output.get_target_inputs():
-            found.append(target.get_node())
-    return found
+    return [target.get_node() for output in node.outputs() for target in output.get_target_inputs()]
 
 
 def producers(node: ov.Node) -> list[ov.Node]:
@@ -42,21 +38,15 @@ def real_consumers(node: ov.Node, depth: int = 3) -> list[ov.Node]:
     return result
 
 
-def fake_quantizes(model: ov.Model) -> list[ov.Node]:
-    return [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
-
-
 def fq_consumers(model: ov.Model) -> dict[str, list[str]]:
     """FakeQuantize name -> names of the ops it feeds."""
-    return {fq.get_friendly_name(): [c.get_friendly_name() for c in real_consumers(fq)] for fq in fake_quantizes(model)}
+    return {fq.get_friendly_name(): [c.get_friendly_name() for c in real_consumers(fq)]
+            for fq in model.get_ops() if fq.get_type_name() == "FakeQuantize"}
 
 
 def quantized_ops(model: ov.Model) -> set[str]:
     """Names of ops with at least one FakeQuantize on an input (the 'layers' that run in INT8)."""
-    names: set[str] = set()
-    for fed in fq_consumers(model).values():
-        names.update(n for n in fed)
-    return names
+    return {name for fed in fq_consumers(model).values() for name in fed}
 
 
 def quantizable_ops(model: ov.Model) -> list[str]:

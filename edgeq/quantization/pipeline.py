@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
 
 from edgeq import __version__
 from edgeq.options import QuantizeOptions
@@ -24,25 +23,12 @@ from edgeq.quantization.speed import SpeedSettings
 from edgeq.report.model import Report
 from edgeq.sources.spec import Preprocess
 
-T = TypeVar("T")
-
-
-class _Option(Generic[T]):
-    """`request.metric` reads `request.options.metric`, typed."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, request: Any, owner: type) -> T:
-        return cast(T, getattr(request.options, self.name))
-
-
 @dataclass
 class QuantizeRequest:
     """Where one job reads from and publishes to, and its options (declared in edgeq.options).
 
-    The pipeline reads the options through it: Budget, Recipe, fallback and speed settings are
-    derived here, the rest read as they are; none is declared a second time."""
+    Budget, Recipe, fallback and speed settings are derived here from the options; the stages
+    read the rest from `options` as they are; none is declared a second time."""
 
     model: str
     calibration: str | Path
@@ -87,19 +73,6 @@ class QuantizeRequest:
             return None
         return Preprocess(size=o.image_size, channels=o.channels, mean=o.mean or (0.0,) * o.channels,
                           std=o.std or (1.0,) * o.channels)
-
-    # options the pipeline reads as they are
-    input_shape = _Option[tuple[int, ...] | None]()
-    output_node = _Option[str | None]()
-    metric = _Option[str]()
-    holdout_fraction = _Option[float]()
-    validation_limit = _Option[int]()
-    sensitivity_samples = _Option[int]()
-    min_speedup = _Option[float]()
-    force_promote = _Option[bool]()
-    auto = _Option[bool]()
-    ranking_samples = _Option[int]()
-    search_calibration = _Option[int]()
 
 
 @dataclass

@@ -21,6 +21,7 @@ import openvino as ov
 from edgeq.quantization import ptq
 from edgeq.quantization.isolated import run_tasks
 from edgeq.quantization.recipe import Recipe
+from edgeq.report.model import RequantizeStep
 
 
 @dataclass
@@ -29,8 +30,7 @@ class RequantizeOutcome:
     score: float | None
     outputs: Any = None  # the best model's validation outputs
     reverted: list[str] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    sqnr: dict[str, float] = field(default_factory=dict)  # the ranking: plain PTQ SQNR per layer (dB)
+    steps: list[RequantizeStep] = field(default_factory=list)
 
 
 def group_sizes(max_layers: int) -> list[int]:
@@ -52,7 +52,7 @@ def requantize(work: Path, float_xml: Path, calibration_npy: Path, recipe: Recip
     for size in sizes:
         model = model_for(size)
         outputs, value = score(model)
-        best.steps.append({"reverted": size, "score": value})
+        best.steps.append(RequantizeStep(size, value))
         if best.score is None or value > best.score:
             best.model, best.outputs, best.score, best.reverted = model, outputs, value, list(ranked_layers[:size])
         if good_enough(value):

@@ -70,10 +70,6 @@ class RuleMatch:
     nodes: list[str] = field(default_factory=list)
     note: str = ""
 
-    def to_dict(self) -> dict[str, object]:
-        return {"rule": str(self.rule), "reason": self.rule.reason, "matched": len(self.nodes),
-                "nodes": self.nodes, "note": self.note}
-
 
 def _decomposed_layernorms(model: ov.Model) -> list[list[ov.Node]]:
     """ReduceMean(x) -> Sub(x, mean) -> ... -> Div/Mul(sub, f(sqrt(var))) [-> Mul(gamma) -> Add(beta)]."""

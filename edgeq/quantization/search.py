@@ -35,6 +35,7 @@ from edgeq.errors import InternalError
 from edgeq.quantization import accuracy, nncf_adapter, ptq, rules
 from edgeq.quantization.isolated import Task, run_tasks
 from edgeq.quantization.recipe import Recipe
+from edgeq.report.model import SearchRow
 
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("base", {}),
@@ -128,11 +129,11 @@ def spread_subset(calibration_npy: Path, count: int, target: Path) -> Path:
     return target
 
 
-def combine(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(rows: list[SearchRow]) -> dict[str, Any]:
     """One set of overrides from several one-knob candidates; rules add up, other knobs keep the first value."""
     merged: dict[str, Any] = {}
     for row in rows:
-        for key, value in row["changes"].items():
+        for key, value in row.changes.items():
             if key == "rules_extra":
                 merged[key] = tuple(dict.fromkeys((*merged.get(key, ()), *value)))
             else:
@@ -156,23 +157,22 @@ class _Round:
         return rules.ignored_names(rules.resolve(self.float_model, rules.parse_rules(list(recipe.rules))))
 
     def plan(self, candidates: list[tuple[str, dict[str, Any]]], samples: int, round_number: int
-             ) -> tuple[list[tuple[dict[str, Any], Recipe, list[str]]], list[dict[str, Any]]]:
+             ) -> tuple[list[tuple[SearchRow, Recipe, list[str]]], list[SearchRow]]:
         """(row, recipe, ignored names) for each candidate to quantize, and every row, skipped ones included."""
         planned, rows = [], []
         for name, overrides in candidates:
             recipe = _variant(self.base, overrides)
-            row: dict[str, Any] = {"candidate": name, "round": round_number, "calibration": samples,
-                                   "changes": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}}
             if recipe == self.base and name != "base":
                 continue  # the same recipe as the base: nothing to try
-            reason = _skipped(overrides)
+            row = SearchRow(name, round_number, samples, {k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in overrides.items()}, seconds=0.0, score=None)
+            row.skipped = _skipped(overrides)
             ignored = self.ignored(recipe)
-            if not reason and name != "base" and overrides.get("rules_extra") and ignored == self.base_ignored:
-                reason = f"the same as base: rule {', '.join(overrides['rules_extra'])} matched no node here"
-            if reason:
-                rows.append({**row, "seconds": 0.0, "score": None, "skipped": reason})
-                continue
-            planned.append((row, recipe, ignored))
+            extra = overrides.get("rules_extra")
+            if not row.skipped and name != "base" and extra and ignored == self.base_ignored:
+                row.skipped = f"the same as base: rule {', '.join(extra)} matched no node here"
+            if not row.skipped:
+                planned.append((row, recipe, ignored))
             rows.append(row)
         return planned, rows
 
@@ -181,23 +181,23 @@ class _Round:
         key = ptq.smoothing_key(recipe)
         return None if key is None else self.smoothed_irs.get(key)
 
-    def _alone(self, folder: Path, calibration_npy: Path, row: dict[str, Any], recipe: Recipe,
-               ignored: list[str]) -> tuple[Any, list[dict[str, Any]]]:
+    def _alone(self, folder: Path, calibration_npy: Path, row: SearchRow, recipe: Recipe,
+               ignored: list[str]) -> tuple[Any, list[SearchRow]]:
         """A task quantizing one candidate with its own statistics pass."""
-        return ptq.ptq_task(folder / row["candidate"], row["candidate"], self.float_xml, calibration_npy, recipe,
+        return ptq.ptq_task(folder / row.candidate, row.candidate, self.float_xml, calibration_npy, recipe,
                             ignored, self._smoothed_ir(recipe)), [row]
 
-    def quantize_tasks(self, planned: list[tuple[dict[str, Any], Recipe, list[str]]], folder: Path,
-                       calibration_npy: Path) -> list[tuple[Any, list[dict[str, Any]]]]:
+    def quantize_tasks(self, planned: list[tuple[SearchRow, Recipe, list[str]]], folder: Path,
+                       calibration_npy: Path) -> list[tuple[Any, list[SearchRow]]]:
         """(task, the rows it quantizes): one task for all candidates that can share NNCF's statistics
         pass (`ptq.quantize_many`: the base's input model, fast bias correction), one task for each other."""
         group_input = self._smoothed_ir(self.base)
-        tasks: list[tuple[Any, list[dict[str, Any]]]] = []
-        together: list[tuple[dict[str, Any], Recipe, list[str]]] = []
+        tasks: list[tuple[Any, list[SearchRow]]] = []
+        together: list[tuple[SearchRow, Recipe, list[str]]] = []
         for row, recipe, ignored in planned:
             smoothed = self._smoothed_ir(recipe)
             if smoothed is not None:
-                row["shared_smoothquant_s"] = self.smoothing_s
+                row.shared_smoothquant_s = self.smoothing_s
             if smoothed == group_input and ptq.shares_statistics(ptq.from_smoothed(recipe) if smoothed else recipe):
                 together.append((row, recipe, ignored))
             else:
@@ -205,7 +205,7 @@ class _Round:
         if len(together) == 1:
             tasks.append(self._alone(folder, calibration_npy, *together[0]))
         elif together:
-            members = [(folder / row["candidate"], recipe, ignored) for row, recipe, ignored in together]
+            members = [(folder / row.candidate, recipe, ignored) for row, recipe, ignored in together]
             task = ptq.many_task(folder / "shared-statistics", "shared statistics", members, self.float_xml,
                                  calibration_npy, group_input)
             # Several candidates' work in one child: it sets the pace for the slow candidate (as one
@@ -219,21 +219,21 @@ class _Round:
         return slow + rest[:1] + sorted(rest[1:], key=lambda item: -len(item[1]))
 
     def run(self, candidates: list[tuple[str, dict[str, Any]]], calibration_npy: Path, samples: int,
-            ranking: Path, round_number: int, slower_than_fastest: float | None) -> list[dict[str, Any]]:
+            ranking: Path, round_number: int, slower_than_fastest: float | None) -> list[SearchRow]:
         folder = self.work / f"round{round_number}"
         planned, rows = self.plan(candidates, samples, round_number)
         ranked_on = len(np.load(ranking / "inputs.npy", mmap_mode="r"))
         for row, _, _ in planned:
-            row["ranked_on"] = ranked_on
+            row.ranked_on = ranked_on
         quantizing = self.quantize_tasks(planned, folder, calibration_npy)
         rows_of = {task.name: members for task, members in quantizing}
 
         def scoring(task: Any) -> list[Any]:
-            return [Task(f"{row['candidate']} scoring", _score_files, (str(folder / row["candidate"]), str(ranking),
-                                                                      self.metric), str(folder / row["candidate"]))
+            return [Task(f"{row.candidate} scoring", _score_files, (str(folder / row.candidate), str(ranking),
+                                                                  self.metric), str(folder / row.candidate))
                     for row in rows_of.get(task.name, [])]
 
-        def run(tasks: list[tuple[Any, list[dict[str, Any]]]], pace: float | None) -> dict[str, Any]:
+        def run(tasks: list[tuple[Any, list[SearchRow]]], pace: float | None) -> dict[str, Any]:
             return {o.name: o for o in run_tasks([task for task, _ in tasks], workers=self.workers, cancelled=self.cancelled,
                                                  slower_than_fastest=pace, then=scoring)} if tasks else {}
 
@@ -243,7 +243,7 @@ class _Round:
         if group is not None:
             # One candidate's failure must not take the others with it: quantize them one by one.
             for row in group[1]:
-                row["shared_statistics_failed"] = outcomes[group[0].name].reason
+                row.shared_statistics_failed = outcomes[group[0].name].reason
             alone = [self._alone(folder, calibration_npy, row, recipe, ignored)
                      for row, recipe, ignored in planned if row in group[1]]
             quantizing = [item for item in quantizing if item[0] is not group[0]] + alone
@@ -254,45 +254,47 @@ class _Round:
         return rows
 
 
-def _record(task: Any, rows: list[dict[str, Any]], outcomes: dict[str, Any], folder: Path) -> None:
+def _record(task: Any, rows: list[SearchRow], outcomes: dict[str, Any], folder: Path) -> None:
     """Fill the rows one quantization task made: its time (shared evenly in a group), score and errors."""
     quantized = outcomes[task.name]
     timings = Path(task.workdir, "timings.json")
     shared = json.loads(timings.read_text()) if len(rows) > 1 and timings.exists() else None
     for index, row in enumerate(rows):
-        row["quantize_s"] = round(quantized.seconds / len(rows), 2)
+        row.quantize_s = round(quantized.seconds / len(rows), 2)
         if len(rows) > 1:
-            row["shared_statistics"] = {"with": [r["candidate"] for r in rows if r is not row],
-                                        "task_s": round(quantized.seconds, 2), **(
-                                            {"pass_s": shared["statistics_s"], "own_step_s": shared["apply_s"][index]}
-                                            if shared else {})}
-        scored = outcomes.get(f"{row['candidate']} scoring")
-        row["score_s"] = round(scored.seconds, 2) if scored else None
-        row["seconds"] = round(row["quantize_s"] + (row["score_s"] or 0.0), 2)
+            row.shared_statistics = {"with": [r.candidate for r in rows if r is not row],
+                                     "task_s": round(quantized.seconds, 2), **(
+                                         {"pass_s": shared["statistics_s"], "own_step_s": shared["apply_s"][index]}
+                                         if shared else {})}
+        scored = outcomes.get(f"{row.candidate} scoring")
+        row.score_s = round(scored.seconds, 2) if scored else None
+        row.seconds = round(row.quantize_s + (row.score_s or 0.0), 2)
         if not quantized.ok:
-            row.update(score=None, error=quantized.reason)
+            row.error = quantized.reason
         elif scored is None or not scored.ok:
-            row.update(score=None, error=f"scoring failed: {scored.reason if scored else 'not run'}")
+            row.error = f"scoring failed: {scored.reason if scored else 'not run'}"
         else:
-            row.update(json.loads((folder / row["candidate"] / "score.json").read_text()))
+            score = json.loads((folder / row.candidate / "score.json").read_text())
+            row.score, row.cosine = score["score"], score["cosine"]
 
 
 @dataclasses.dataclass
 class Searched:
     recipe: Recipe
     model: Any  # the winner's INT8 model
-    rows: list[dict[str, Any]]  # one per candidate and round, for the report
+    rows: list[SearchRow]  # one per candidate and round, for the report
     ranking_outputs: np.ndarray  # the winner's outputs on the ranking subset: not computed twice
 
 
-def rank_key(row: dict[str, Any]) -> tuple[float, float]:
+def rank_key(row: SearchRow) -> tuple[float, float]:
     """The metric first, the output cosine to FP32 on ties: agreement on N images moves in steps
-    of 1/N, so candidates often tie on it."""
-    return row["score"], row.get("cosine", row["score"])
+    of 1/N, so candidates often tie on it. Only for scored rows."""
+    assert row.score is not None
+    return row.score, row.score if row.cosine is None else row.cosine
 
 
-def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted((r for r in rows if r["score"] is not None), key=rank_key, reverse=True)
+def _ranked(rows: list[SearchRow]) -> list[SearchRow]:
+    return sorted((r for r in rows if r.score is not None), key=rank_key, reverse=True)
 
 
 def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: np.ndarray, reference: np.ndarray,
@@ -323,26 +325,26 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     ranked = _ranked(first)
     if not ranked:
         raise InternalError("every recipe candidate failed: " + "; ".join(
-            f"{r['candidate']}: {r.get('error') or r.get('skipped')}" for r in first))
+            f"{r.candidate}: {r.error or r.skipped}" for r in first))
 
-    base_row = next((r for r in ranked if r["candidate"] == "base"), None)
+    base_row = next((r for r in ranked if r.candidate == "base"), None)
     improving = [r for r in ranked
-                 if r["candidate"] != "base" and base_row is not None and rank_key(r) > rank_key(base_row)]
+                 if r.candidate != "base" and base_row is not None and rank_key(r) > rank_key(base_row)]
     finalists: list[tuple[str, dict[str, Any]]] = []
     if on_subset:
-        finalists.append((ranked[0]["candidate"], dict(CANDIDATES)[ranked[0]["candidate"]]))
+        finalists.append((ranked[0].candidate, dict(CANDIDATES)[ranked[0].candidate]))
     if len(improving) >= 2:
         finalists.append(("combined", combine(improving)))
     elif on_subset and len(ranked) >= 2:
-        finalists.append((ranked[1]["candidate"], dict(CANDIDATES)[ranked[1]["candidate"]]))
+        finalists.append((ranked[1].candidate, dict(CANDIDATES)[ranked[1].candidate]))
     second = candidates.run(finalists, calibration_npy, full, ranking, 2, None) if finalists else []
 
     eligible = _ranked(second) + ([] if on_subset else ranked)
     if not eligible:
-        raise InternalError("every recipe finalist failed: " + "; ".join(f"{r['candidate']}: {r.get('error')}" for r in second))
+        raise InternalError("every recipe finalist failed: " + "; ".join(f"{r.candidate}: {r.error}" for r in second))
     best = max(eligible, key=rank_key)
-    best["chosen"] = True
-    folder = work / f"round{best['round']}" / best["candidate"]
-    recipe = _variant(base, {k: tuple(v) if isinstance(v, list) else v for k, v in best["changes"].items()})
+    best.chosen = True
+    folder = work / f"round{best.round}" / best.candidate
+    recipe = _variant(base, {k: tuple(v) if isinstance(v, list) else v for k, v in best.changes.items()})
     return Searched(recipe, ov.Core().read_model(str(folder / "int8.xml")), first + second,
                     np.load(folder / "outputs.npy"))

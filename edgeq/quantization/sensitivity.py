@@ -22,11 +22,7 @@ import numpy as np
 import openvino as ov
 
 from edgeq.compile import compile_cpu
-from edgeq.quantization.graph import ops_by_name
-
-# Float outputs for ops named in both graphs; shape-only ops are not interesting.
-_MEASURED_TYPES = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData", "ScaledDotProductAttention"}
-
+from edgeq.quantization.graph import QUANTIZABLE_TYPES, ops_by_name
 
 _CONSTANT_ELEMENTWISE = {"Add", "Multiply", "Divide", "Subtract"}
 # An exposed output whose model outputs drift further than this (cosine, on one sample) is refused:
@@ -134,9 +130,9 @@ def paired_outputs(float_model: ov.Model, int8_model: ov.Model, names: list[str]
 
 
 def sqnr_layers(float_model: ov.Model, int8_model: ov.Model, layers: list[str]) -> list[str]:
-    """The layers of `layers` whose SQNR means something: in both graphs, and not shape-only ops."""
+    """The layers of `layers` whose SQNR means something: in both graphs, and of a quantizable type."""
     float_table, int8_table = ops_by_name(float_model), ops_by_name(int8_model)
-    return [n for n in layers if n in float_table and n in int8_table and float_table[n].get_type_name() in _MEASURED_TYPES]
+    return [n for n in layers if n in float_table and n in int8_table and float_table[n].get_type_name() in QUANTIZABLE_TYPES]
 
 
 class Tally(Protocol):

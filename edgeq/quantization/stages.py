@@ -23,7 +23,7 @@ from edgeq import data as datasets
 from edgeq.compile import compile_cpu, cpu_description
 from edgeq.data.samples import SampleSet, first, hold_out
 from edgeq.errors import Cancelled, InvalidArgument
-from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, resolution, rules, sensitivity
+from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, rules, sensitivity
 from edgeq.quantization import speed as timing
 from edgeq.quantization.attention import sqnr_and_attention
 from edgeq.quantization.events import EventSink, ProgressEvent
@@ -32,7 +32,7 @@ from edgeq.quantization.requantize import requantize
 from edgeq.quantization.search import Searched, search as search_recipes
 from edgeq.report.html import write_html
 from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, DataSection, FallbackSection, LayersSection,
-                                ModelSection, Report, RequantizeStep, RevertedLayer, RuleRow, SearchRow, SizeSection,
+                                ModelSection, Report, RevertedLayer, RuleRow, SearchRow, SizeSection,
                                 SpeedGate, SpeedSection, ValidationData)
 from edgeq.sources import load_model
 from edgeq.sources.spec import LoadedModel
@@ -106,8 +106,8 @@ class Context:
             self.clock = None
 
     def evaluate(self, model: ov.Model, known: np.ndarray | None = None) -> Scored:
-        outputs, score = metrics.evaluate(model, self.request.metric, self.validation, self.reference, self.labels,
-                                          known=known)
+        outputs, score = metrics.evaluate(model, self.request.options.metric, self.validation, self.reference,
+                                          self.labels, known=known)
         return Scored(model, outputs, score)
 
     def close(self) -> None:
@@ -119,8 +119,8 @@ class Context:
 def load(ctx: Context) -> ModelSection:
     request = ctx.request
     ctx.emit("import", 0.02, f"importing {request.model}")
-    loaded = ctx.loaded = load_model(request.model, weights=request.weights, input_shape=request.input_shape,
-                                     preprocess=request.preprocess, output_node=request.output_node)
+    loaded = ctx.loaded = load_model(request.model, weights=request.weights, input_shape=request.options.input_shape,
+                                     preprocess=request.preprocess, output_node=request.options.output_node)
     ctx.float_model = loaded.model
     if loaded.preprocess_guessed:
         if any(datasets.is_image_archive(path) for path in (request.calibration, request.validation) if path):
@@ -154,16 +154,16 @@ def read_data(ctx: Context) -> DataSection:
     validation: SampleSet
     held_out = request.validation is None
     if request.validation is None:
-        calibration, validation = hold_out(calibration, request.holdout_fraction)
-        ctx.warnings.append(f"no validation set: 1 in {round(1 / request.holdout_fraction)} calibration samples "
+        calibration, validation = hold_out(calibration, request.options.holdout_fraction)
+        ctx.warnings.append(f"no validation set: 1 in {round(1 / request.options.holdout_fraction)} calibration samples "
                             f"({len(validation)}) held out to measure accuracy")
     else:
         validation = datasets.open_samples(request.validation, spec, preprocess)
-    if request.validation_limit and len(validation) > request.validation_limit:
-        validation = first(validation, request.validation_limit)
+    if request.options.validation_limit and len(validation) > request.options.validation_limit:
+        validation = first(validation, request.options.validation_limit)
     ctx.calibration, _ = _materialise(first(calibration, request.recipe.subset_size), ctx.calibration_npy, spec.shape)
     ctx.validation, ctx.labels = _materialise(validation, ctx.work / "validation.npy", spec.shape)
-    if request.metric == "top1" and ctx.labels is None:
+    if request.options.metric == "top1" and ctx.labels is None:
         raise InvalidArgument("metric top1 needs labelled validation data (an .npz with 'labels' or class folders); "
                               "use --metric agreement for unlabelled data")
     return DataSection(CalibrationData(str(request.calibration), len(calibration), len(ctx.calibration)),
@@ -175,7 +175,7 @@ def reference(ctx: Context) -> None:
     """The float model's outputs at true FP32 and its own score; its IR for the child processes."""
     ctx.emit("reference", 0.15, f"float reference at FP32 on {len(ctx.validation)} samples")
     ctx.reference = metrics.run(compile_cpu(ctx.float_model, precision="f32"), ctx.validation, len(ctx.validation))
-    ctx.float_score = metrics.reference_score(ctx.request.metric, ctx.reference, ctx.labels)
+    ctx.float_score = metrics.reference_score(ctx.request.options.metric, ctx.reference, ctx.labels)
     ov.save_model(ctx.float_model, str(ctx.float_xml), compress_to_fp16=False)
 
 
@@ -183,16 +183,16 @@ def search(ctx: Context) -> list[SearchRow] | None:
     """`--auto`: the best of a few recipes on a ranking subset (edgeq.quantization.search)."""
     request = ctx.request
     ctx.recipe, ctx.searched = request.recipe, None
-    if not request.auto:
+    if not request.options.auto:
         return None
     ctx.emit("search", 0.2, "trying recipe candidates on a ranking subset")
-    count = min(request.ranking_samples, len(ctx.validation))
+    count = min(request.options.ranking_samples, len(ctx.validation))
     ctx.searched = search_recipes(
         ctx.float_model, ctx.work, ctx.calibration_npy, np.asarray(ctx.validation[:count]), ctx.reference[:count],
-        None if ctx.labels is None else ctx.labels[:count], request.metric, request.recipe,
-        workers=request.search_workers, search_calibration=request.search_calibration, cancelled=ctx.cancelled)
+        None if ctx.labels is None else ctx.labels[:count], request.options.metric, request.recipe,
+        workers=request.search_workers, search_calibration=request.options.search_calibration, cancelled=ctx.cancelled)
     ctx.recipe = ctx.searched.recipe
-    return [SearchRow(**row) for row in ctx.searched.rows]
+    return ctx.searched.rows
 
 
 def quantize(ctx: Context) -> list[RuleRow]:
@@ -218,7 +218,7 @@ def _requantize(ctx: Context, section: FallbackSection) -> None:
     """PTQ again with the lowest-SQNR layers in float (edgeq.quantization.requantize), at most 10 % of them."""
     plain, budget = ctx.plain, ctx.request.budget
     sqnr = sensitivity.per_layer_sqnr(ctx.float_model, plain.model, sorted(graph.quantized_ops(plain.model)),
-                                      ctx.calibration[: max(ctx.request.sensitivity_samples, 4)])
+                                      ctx.calibration[: max(ctx.request.options.sensitivity_samples, 4)])
 
     def score(model: ov.Model) -> tuple[np.ndarray, float]:
         scored = ctx.evaluate(model)
@@ -227,7 +227,7 @@ def _requantize(ctx: Context, section: FallbackSection) -> None:
     outcome = requantize(ctx.work / "requantize", ctx.float_xml, ctx.calibration_npy, ctx.recipe, ctx.ignored,
                          sorted(sqnr, key=lambda name: sqnr[name]), score, lambda value: budget.met(ctx.float_score, value),
                          max(1, len(graph.quantizable_ops(ctx.float_model)) // 10), ctx.cancelled)
-    section.requantize = [RequantizeStep(**step) for step in outcome.steps]
+    section.requantize = outcome.steps
     if outcome.model is not None and outcome.score is not None and outcome.score > plain.score:
         ctx.final = Scored(outcome.model, outcome.outputs, outcome.score)
         section.status = "requantized"
@@ -238,12 +238,11 @@ def _accuracy_control(ctx: Context, section: FallbackSection) -> None:
     """NNCF's accuracy control in a child process with a time budget; kept only if it beats the model kept."""
     request = ctx.request
     assert request.fallback is not None
-    child = ctx.work / "fallback"
-    control.prepare(child, ctx.work, ctx.reference, ctx.labels, {
-        "metric": request.metric, "max_drop": request.budget.max_drop, "relative": request.budget.relative,
-        "recipe": ctx.recipe.to_dict(), "ignored": ctx.ignored, "max_iterations": request.fallback.max_iterations,
-        "ranking_subset_size": request.fallback.ranking_subset_size})
-    report, path = control.run_in_child(child, request.fallback, ctx.cancelled)
+    params = control.ControlRequest(str(ctx.work), request.options.metric, ctx.recipe, ctx.ignored,
+                                    request.budget.max_drop, request.budget.relative, request.fallback.max_iterations,
+                                    request.fallback.ranking_subset_size)
+    report, path = control.run_in_child(ctx.work / "fallback", params, ctx.reference, ctx.labels, request.fallback,
+                                        ctx.cancelled)
     section.accuracy_control = report
     if path is None:
         ctx.warnings.append(f"accuracy control {report.status}: {report.reason}")
@@ -259,7 +258,7 @@ def _accuracy_control(ctx: Context, section: FallbackSection) -> None:
     ctx.final, section.status = restored, "accuracy control"
     layers = control.reverted_layers(graph.quantized_ops(ctx.plain.model), graph.quantized_ops(restored.model))
     sqnr = sensitivity.per_layer_sqnr(ctx.float_model, ctx.plain.model, layers,
-                                      np.asarray(ctx.calibration[: request.sensitivity_samples]))
+                                      np.asarray(ctx.calibration[: request.options.sensitivity_samples]))
     section.reverted = _reverted(ctx, layers, sqnr, "ranked most harmful to the metric by accuracy control; "
                                                     "reverted to meet the budget")
 
@@ -273,7 +272,8 @@ def restore_accuracy(ctx: Context) -> FallbackSection:
         return FallbackSection(ran=False, status="not needed")
     if ctx.request.fallback is None:
         return FallbackSection(ran=False, status="disabled")
-    unmeasurable = resolution.unmeasurable_budget(budget, ctx.request.metric, len(ctx.validation), ctx.float_score)
+    unmeasurable = metrics.unmeasurable_budget(budget, ctx.request.options.metric, len(ctx.validation),
+                                               ctx.float_score)
     if unmeasurable:
         ctx.warnings.append(unmeasurable)
         ctx.emit("fallback", 0.5, unmeasurable)
@@ -293,7 +293,7 @@ def analyse(ctx: Context) -> LayersSection:
     """Per-layer SQNR and attention-map agreement of the final model against float."""
     ctx.emit("analyse", 0.7, "per-layer SQNR and attention maps")
     quantized = graph.quantized_ops(ctx.final.model)
-    probe = np.asarray(ctx.calibration[: ctx.request.sensitivity_samples])
+    probe = np.asarray(ctx.calibration[: ctx.request.options.sensitivity_samples])
     sqnr, attention, unmeasured = sqnr_and_attention(ctx.float_model, ctx.final.model, sorted(quantized), probe)
     if unmeasured:
         ctx.warnings.append(f"{len(unmeasured)} layer(s) not measured (SQNR or attention), e.g. {unmeasured[0]}: "
@@ -306,12 +306,12 @@ def analyse(ctx: Context) -> LayersSection:
 
 def score(ctx: Context) -> AccuracySection:
     """The final model's score against the budget, and the other metrics as diagnostics."""
-    request, final, reference = ctx.request, ctx.final, ctx.reference
-    budget, met = request.budget, request.budget.met(ctx.float_score, final.score)
+    metric, final, reference = ctx.request.options.metric, ctx.final, ctx.reference
+    budget, met = ctx.request.budget, ctx.request.budget.met(ctx.float_score, final.score)
     drop = budget.drop(ctx.float_score, final.score)
-    neighbours: dict[str, Any] = (metrics.neighbours(final.outputs, reference) or {}) if request.metric == "cosine" else {}
+    neighbours: dict[str, Any] = (metrics.neighbours(final.outputs, reference) or {}) if metric == "cosine" else {}
     return AccuracySection(
-        request.metric, ctx.float_score, ctx.plain.score, final.score, drop, budget.drop(ctx.float_score, ctx.plain.score),
+        metric, ctx.float_score, ctx.plain.score, final.score, drop, budget.drop(ctx.float_score, ctx.plain.score),
         budget, met, "within budget" if met else f"BUDGET NOT MET: drop {drop:.4f} > {budget.max_drop:.4f}",
         agreement=float(metrics.per_sample("agreement", final.outputs, reference, ctx.labels).mean())
         if reference.ndim == 2 else None,
@@ -326,18 +326,19 @@ def speed(ctx: Context) -> tuple[SpeedSection | None, SpeedGate | None]:
     ctx.emit("speed", 0.8, "INT8 against float throughput and latency on this CPU")
     measured = timing.compare(ctx.float_model, ctx.final.model, ctx.loaded.input.shape, request.speed)
     speedup = next(iter(measured.batches.values())).speedup_vs_default
-    met = speedup >= request.min_speedup  # min_speedup 0: no gate, always met
+    met = speedup >= request.options.min_speedup  # min_speedup 0: no gate, always met
     if not met:
         flags = set(ctx.cpu.isa_flags)
         why = ("this CPU has int8 dot-product units (VNNI/AMX), so the quantize/reorder layers INT8 adds outweigh "
                "its faster matmuls at this model size and batch" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
                else f"no VNNI or AMX on this CPU ({', '.join(sorted(flags)) or 'ISA unknown'}): int8 matmuls are "
                "no faster than float ones")
-        outcome = ("served anyway (forced)" if request.force_promote else
+        outcome = ("served anyway (forced)" if request.options.force_promote else
                    "stored but not served: promote it with `edgeq models promote` or quantize with --force")
         ctx.warnings.append(f"INT8 runs at x{speedup:.2f} the throughput of the default float model on this CPU "
-                            f"(speed gate x{request.min_speedup}): {why}; {outcome}")
-    return measured, SpeedGate(request.min_speedup, speedup, met, request.force_promote, met or request.force_promote)
+                            f"(speed gate x{request.options.min_speedup}): {why}; {outcome}")
+    forced = request.options.force_promote
+    return measured, SpeedGate(request.options.min_speedup, speedup, met, forced, met or forced)
 
 
 def save(ctx: Context) -> SizeSection:
@@ -363,7 +364,7 @@ def publish(ctx: Context, report: Report) -> VersionInfo:
     write_html(report, ctx.staged / "report.html")
     name, gate = ctx.request.name, report.speed_gate
     ctx.emit("publish", 0.97, f"publishing {name}")
-    hold = None if not gate or gate.met or ctx.request.force_promote else (
+    hold = None if not gate or gate.met or ctx.request.options.force_promote else (
         f"INT8 runs at x{gate.speedup_vs_default:.2f} the default float model's throughput on this CPU, "
         f"below the speed gate x{gate.min_speedup}")
     info = ctx.store.publish(name, ctx.staged, {"model": name, "cpu": report.to_dict()["cpu"]}, hold=hold,

@@ -226,3 +226,11 @@ class Report:
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"report schema version {data.get('schema_version')!r}, not {SCHEMA_VERSION}")
         return TypeAdapter(cls).validate_python(data)
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> Report | None:
+        """`from_dict`, or None where a version has no report of this schema (listings show the rest)."""
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError):
+            return None

@@ -76,7 +76,6 @@ class LoadedVersion:
     engine: InferenceEngine
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    report: dict[str, Any]
     stats: VersionStats = field(default_factory=VersionStats)
     properties: dict[str, str] = field(default_factory=dict)  # what OpenVINO runs it with (ModelConfig parameters)
 
@@ -179,7 +178,7 @@ class ModelRegistry:
         properties["infer_requests"] = str(engine.slots)
         properties["static_batch_one"] = str(single is not None).lower()
         loaded = LoadedVersion(info.name, info.version, compiled, engine, _tensor_specs(compiled.inputs), outputs,
-                               info.report(), stats, properties)
+                               stats, properties)
         log.info("loaded %s version %d (%s)", info.name, info.version,
                  ", ".join(f"{k}={v}" for k, v in properties.items()))
         return loaded

@@ -62,11 +62,3 @@ def _identical_version(store: ModelStore, name: str, manifest: dict[str, object]
         if {k: v["sha256"] for k, v in existing.items()} == wanted:
             return info
     return None
-
-
-def bundle_summary(bundle: Path) -> dict[str, object]:
-    with tarfile.open(bundle) as archive:
-        member = next(m for m in archive.getmembers() if m.name.endswith("/" + MANIFEST))
-        stream = archive.extractfile(member)
-        assert stream is not None
-        return dict(json.loads(stream.read()))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.resolution import unmeasurable_budget
+from edgeq.quantization.accuracy import Budget, unmeasurable_budget
 
 
 def test_sixteen_samples_cannot_measure_a_one_percent_budget() -> None:
