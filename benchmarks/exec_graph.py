@@ -2,7 +2,7 @@
 
     python benchmarks/exec_graph.py --json docs/results/exec_graph/recipes_deit_s_fmnist_CPU.json
     python benchmarks/exec_graph.py --models deit_t --recipes ln_softmax,attention_float
-    python benchmarks/exec_graph.py --time --json ...     # adds benchmark_app throughput per recipe
+    python benchmarks/exec_graph.py --models deit_s --time --json docs/results/exec_graph/recipes_deit_s_timed_CPU.json
 
 Every recipe is quantized in-process (edgeq's NNCF adapter, the ignored scope resolved by edgeq's
 rules, as a job does), compiled on CPU at the default precision hint, and the runtime graph is
@@ -118,20 +118,23 @@ def scores(float_model: ov.Model, int8: ov.Model, data: Sample, reference: np.nd
     return result
 
 
-def benchmark_app(xml: Path, batch: int, seconds: float, hint: str | None) -> float:
+def benchmark_app(xml: Path, batch: int, seconds: int, hint: str | None) -> float:
     """Throughput (FPS) benchmark_app reports for `xml` at `batch`; `hint` sets INFERENCE_PRECISION_HINT."""
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
-    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "throughput", "-b", str(batch), "-t", str(seconds)]
+    dims = [batch, *(d.get_length() for d in list(ov.Core().read_model(str(xml)).input(0).get_partial_shape())[1:])]
+    shape = "[" + ",".join(str(d) for d in dims) + "]"
+    command = [tool, "-m", str(xml), "-d", "CPU", "-hint", "throughput", "-shape", shape, "-t", str(seconds)]
     if hint:
         command += ["-infer_precision", hint]
-    text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    run = subprocess.run(command, check=True, capture_output=True, text=True)
+    text = run.stdout + run.stderr  # benchmark_app logs through `logging`
     found = re.search(r"Throughput:\s+([\d.]+)\s+FPS", text)
     if found is None:
         raise RuntimeError(f"benchmark_app printed no throughput for {xml}:\n{text[-2000:]}")
     return float(found.group(1))
 
 
-def timings(irs: dict[str, Path], batches: tuple[int, ...], seconds: float, rounds: int) -> dict[str, Any]:
+def timings(irs: dict[str, Path], batches: tuple[int, ...], seconds: int, rounds: int) -> dict[str, Any]:
     """benchmark_app FPS per IR and batch, alternating IRs within each round; medians and ratios
     to the float model at the default precision and at f32."""
     runs: dict[str, dict[int, list[float]]] = {label: {b: [] for b in batches} for label in irs}
@@ -214,7 +217,7 @@ def main() -> None:
     parser.add_argument("--sqnr-samples", type=int, default=4)
     parser.add_argument("--time", action="store_true", help="add benchmark_app throughput per recipe (slow; exclusive machine)")
     parser.add_argument("--batches", type=lambda t: tuple(int(b) for b in t.split(",")), default=(1, 8))
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=int, default=10, help="benchmark_app -t per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
