@@ -24,7 +24,7 @@ from edgeq.quantization.graph import QUANTIZABLE_TYPES, consumers, producers
 
 # `attention` is in the default because of what OpenVINO's CPU plugin runs: with int8 attention the
 # Q and K quantizers sit after the split of the fused QKV projection, where no node can absorb them,
-# so each runs as a standalone FakeQuantize in f32 behind a bf16->f32 Reorder (two per block); with
+# so each runs as a standalone f32 FakeQuantize (two per block, each behind a Reorder on BF16 CPUs); with
 # attention in float they vanish and every FC still runs in int8 (docs/benchmarks.md, "What the CPU
 # plugin runs"). Keeping attention in float also scored best on the real models of docs/accuracy.md.
 DEFAULT_RULES = ("layernorm", "softmax", "attention")

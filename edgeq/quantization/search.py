@@ -1,8 +1,9 @@
 """`--auto`: try a small, bounded set of recipes, rank them on a subset, keep the best.
 
-Candidates differ in one knob each from the base recipe: SmoothQuant off or at a lower alpha, attention in float (or,
-when the base keeps it float, as the default rules do, in int8), the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
-(only where the target supports them), full bias correction. Each is quantized with NNCF
+Candidates differ in one knob each from the base recipe: SmoothQuant off or at a lower alpha, attention in float (in
+int8 when the base keeps it float, as the default rules do), the output layer kept in float, a different activation
+range estimator, asymmetric activations, per-channel activations (only where the target supports them), full bias
+correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in child processes (one per
 core, pinned; a candidate that crashes is reported, not fatal).
 
