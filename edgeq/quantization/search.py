@@ -1,8 +1,9 @@
 """`--auto`: try a small, bounded set of recipes, rank them on a subset, keep the best.
 
-Candidates differ in one knob each from the base recipe: SmoothQuant off or at a lower alpha, attention inputs kept in
-float, the output layer kept in float, a different activation range estimator, asymmetric activations, per-channel activations
-(only where the target supports them), full bias correction. Each is quantized with NNCF
+Candidates differ in one knob each from the base recipe: SmoothQuant off or at a lower alpha, attention in float (in
+int8 when the base keeps it float, as the default rules do), the output layer kept in float, a different activation
+range estimator, asymmetric activations, per-channel activations (only where the target supports them), full bias
+correction. Each is quantized with NNCF
 and scored against the cached FP32 outputs on the ranking subset, in child processes (one per
 core, pinned; a candidate that crashes is reported, not fatal).
 
@@ -44,7 +45,10 @@ CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     # the weights' rounding then makes most of INT8's error; a lower alpha trades weight error for
     # activation error, and 0.85 was the best trade in the alpha scan of docs/accuracy.md.
     ("smoothquant-0.85", {"smooth_quant_alpha": 0.85}),
+    # Attention is float in the default rules; a base without the rule tries it, a base with it tries int8 attention
+    # (a candidate equal to the base is not run).
     ("attention-float", {"rules_extra": ("attention",)}),
+    ("attention-int8", {"rules_drop": ("attention",)}),
     # A classifier's last FC decides on small logit gaps, so rounding its input flips near-ties
     # (docs/accuracy.md, the head rule). Models without such a layer skip this candidate.
     ("head-float", {"rules_extra": ("head",)}),
@@ -79,9 +83,9 @@ def _skipped(overrides: dict[str, Any]) -> str | None:
 
 def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
     changes = dict(overrides)
-    extra = changes.pop("rules_extra", ())
-    if extra:
-        changes["rules"] = tuple(dict.fromkeys((*base.rules, *extra)))
+    extra, drop = changes.pop("rules_extra", ()), changes.pop("rules_drop", ())
+    if extra or drop:
+        changes["rules"] = tuple(rule for rule in dict.fromkeys((*base.rules, *extra)) if rule not in drop)
     return dataclasses.replace(base, **changes)
 
 
@@ -130,11 +134,12 @@ def spread_subset(calibration_npy: Path, count: int, target: Path) -> Path:
 
 
 def combine(rows: list[SearchRow]) -> dict[str, Any]:
-    """One set of overrides from several one-knob candidates; rules add up, other knobs keep the first value."""
+    """One set of overrides from several one-knob candidates; rules added or dropped add up, other knobs keep
+    the first value."""
     merged: dict[str, Any] = {}
     for row in rows:
         for key, value in row.changes.items():
-            if key == "rules_extra":
+            if key in ("rules_extra", "rules_drop"):
                 merged[key] = tuple(dict.fromkeys((*merged.get(key, ()), *value)))
             else:
                 merged.setdefault(key, value)
@@ -168,9 +173,9 @@ class _Round:
                                                           for k, v in overrides.items()}, seconds=0.0, score=None)
             row.skipped = _skipped(overrides)
             ignored = self.ignored(recipe)
-            extra = overrides.get("rules_extra")
-            if not row.skipped and name != "base" and extra and ignored == self.base_ignored:
-                row.skipped = f"the same as base: rule {', '.join(extra)} matched no node here"
+            changed_rules = (*overrides.get("rules_extra", ()), *overrides.get("rules_drop", ()))
+            if not row.skipped and name != "base" and changed_rules and ignored == self.base_ignored:
+                row.skipped = f"the same as base: rule {', '.join(changed_rules)} matched no node here"
             if not row.skipped:
                 planned.append((row, recipe, ignored))
             rows.append(row)

@@ -96,4 +96,4 @@ def test_bad_rules_are_refused(text: str) -> None:
 
 
 def test_default_rules() -> None:
-    assert [str(r) for r in parse_rules(None)] == ["layernorm", "softmax"]
+    assert [str(r) for r in parse_rules(None)] == ["layernorm", "softmax", "attention"]
