@@ -236,3 +236,19 @@ def load_hf_folder(folder: Path, *, input_shape: tuple[int, ...] | None, preproc
     return LoadedModel(model=ov_model, input=specs[0], preprocess=None, source=kind, notes=notes,
                        output_name=out_name, inputs=specs,
                        tokenizer=str(folder) if has_tokenizer(folder) else None)
+
+
+def pack_folder(folder: Path, target_dir: Path) -> Path:
+    """The folder's regular files as `<name>.tar` in `target_dir`, for upload (Submit's hf_artifact);
+    links are left out, as the server's archive reader would refuse them."""
+    import tarfile
+
+    if not is_hf_folder(folder):
+        raise InvalidArgument(f"{folder} is not a Hugging Face model folder (no config.json)")
+    _check_weights(folder)
+    path = target_dir / f"{folder.resolve().name}.tar"
+    with tarfile.open(path, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and not file.is_symlink() and ".cache" not in file.relative_to(folder).parts:
+                archive.add(file, arcname=str(file.relative_to(folder)), recursive=False)
+    return path

@@ -37,7 +37,7 @@ def save_bert(folder: Path, *, seed: int = 0, sentence_transformer: bool = False
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=max(len(vocab), 128), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
-    BertModel(config, add_pooling_layer=False).eval().save_pretrained(str(folder))
+    BertModel(config).eval().save_pretrained(str(folder))
     if sentence_transformer:
         (folder / "modules.json").write_text(json.dumps([
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

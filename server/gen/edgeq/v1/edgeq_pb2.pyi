@@ -52,16 +52,18 @@ class Artifact(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., filename: _Optional[str] = ...) -> None: ...
 
 class ModelSource(_message.Message):
-    __slots__ = ("timm", "onnx_artifact", "ir_artifact", "weights_artifact")
+    __slots__ = ("timm", "onnx_artifact", "ir_artifact", "hf_artifact", "weights_artifact")
     TIMM_FIELD_NUMBER: _ClassVar[int]
     ONNX_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     IR_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    HF_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     timm: str
     onnx_artifact: str
     ir_artifact: str
+    hf_artifact: str
     weights_artifact: str
-    def __init__(self, timm: _Optional[str] = ..., onnx_artifact: _Optional[str] = ..., ir_artifact: _Optional[str] = ..., weights_artifact: _Optional[str] = ...) -> None: ...
+    def __init__(self, timm: _Optional[str] = ..., onnx_artifact: _Optional[str] = ..., ir_artifact: _Optional[str] = ..., hf_artifact: _Optional[str] = ..., weights_artifact: _Optional[str] = ...) -> None: ...
 
 class Preprocessing(_message.Message):
     __slots__ = ("size", "mean", "std")
