@@ -130,7 +130,7 @@ def load(ctx: Context) -> ModelSection:
 def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
     """Stream samples into a .npy memory map (bounded RAM); labels as an array (or None). Named
     samples (edgeq.data.feed) make a structured array, its row type taken from the first sample."""
-    data: np.ndarray | None = None
+    data: np.memmap | None = None
     labels = np.full(len(samples), -1, dtype=np.int64)
     count = 0
     for sample in samples:
@@ -153,8 +153,11 @@ def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.n
 def read_data(ctx: Context) -> DataSection:
     request, spec, preprocess = ctx.request, ctx.loaded.input, ctx.loaded.preprocess
     ctx.emit("data", 0.08, "reading calibration and validation data")
-    text = {"inputs": ctx.loaded.inputs, "tokenizer": ctx.loaded.tokenizer, "max_length": request.options.max_length}
-    calibration: SampleSet = datasets.open_samples(request.calibration, spec, preprocess, **text)
+    def open_set(path: str | Path) -> SampleSet:
+        return datasets.open_samples(path, spec, preprocess, inputs=ctx.loaded.inputs, tokenizer=ctx.loaded.tokenizer,
+                                     max_length=request.options.max_length)
+
+    calibration: SampleSet = open_set(request.calibration)
     validation: SampleSet
     held_out = request.validation is None
     if request.validation is None:
@@ -162,7 +165,7 @@ def read_data(ctx: Context) -> DataSection:
         ctx.warnings.append(f"no validation set: 1 in {round(1 / request.holdout_fraction)} calibration samples "
                             f"({len(validation)}) held out to measure accuracy")
     else:
-        validation = datasets.open_samples(request.validation, spec, preprocess, **text)
+        validation = open_set(request.validation)
     if request.validation_limit and len(validation) > request.validation_limit:
         validation = first(validation, request.validation_limit)
     ctx.calibration, _ = _materialise(first(calibration, request.recipe.subset_size), ctx.calibration_npy, spec.shape)
