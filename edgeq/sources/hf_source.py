@@ -154,9 +154,13 @@ def _preprocess(folder: Path, config: Any) -> Preprocess:
     return Preprocess(size=(height, width), channels=channels, mean=mean, std=std, interpolation=interpolation)
 
 
-def _wrapper(model: Any, names: list[str], pooling: tuple[str, bool] | None) -> tuple[Any, str]:
-    """A module with positional inputs (`names`) and one output, and that output's name."""
+def _wrapper(model: Any, names: list[str], pooling: tuple[str, bool] | None, example: tuple[Any, ...]) -> tuple[Any, str]:
+    """A module with positional inputs (`names`) and one output, and that output's name (the model
+    is run once on `example` to see whether it has a head that gives logits)."""
     import torch
+
+    with torch.no_grad():
+        logits = getattr(model(**dict(zip(names, example))), "logits", None) is not None
 
     class OneOutput(torch.nn.Module):
         def __init__(self) -> None:
@@ -168,11 +172,9 @@ def _wrapper(model: Any, names: list[str], pooling: tuple[str, bool] | None) -> 
             out = self.model(**inputs)
             if pooling is not None:
                 return _pool(out.last_hidden_state, inputs.get("attention_mask"), *pooling)
-            return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+            return out.logits if logits else out.last_hidden_state
 
-    out_name = "sentence_embedding" if pooling else (
-        "logits" if "ForImage" in type(model).__name__ or "ForSequence" in type(model).__name__ else "last_hidden_state")
-    return OneOutput().eval(), out_name
+    return OneOutput().eval(), "sentence_embedding" if pooling else ("logits" if logits else "last_hidden_state")
 
 
 def _pool(hidden: Any, mask: Any, mode: str, normalize: bool) -> Any:
@@ -210,9 +212,10 @@ def load_hf_folder(folder: Path, *, input_shape: tuple[int, ...] | None, preproc
     if _is_vision(config):
         preprocess = preprocess or _preprocess(folder, config)
         shape = input_shape or (preprocess.channels, *preprocess.size)
-        module, out_name = _wrapper(model, ["pixel_values"], None)
+        image = (torch.zeros(1, *shape),)
+        module, out_name = _wrapper(model, ["pixel_values"], None, image)
         with dependency(f"converting {folder.name!r} to OpenVINO"), torch.no_grad():
-            ov_model = ov.convert_model(module, example_input=(torch.zeros(1, *shape),))
+            ov_model = ov.convert_model(module, example_input=image)
         ov_model.inputs[0].get_tensor().set_names({"pixel_values"})
         ov_model.outputs[0].get_tensor().set_names({out_name})
         spec = fix_io(ov_model, tuple(shape))
@@ -221,9 +224,9 @@ def load_hf_folder(folder: Path, *, input_shape: tuple[int, ...] | None, preproc
         raise InvalidArgument("--input-shape does not apply to text models: their sequence length stays dynamic "
                               "(the data's length is set by --max-length or the .npz arrays)")
     names = _text_inputs(model)
-    module, out_name = _wrapper(model, names, pooling)
     example = tuple(torch.ones(2, 8, dtype=torch.int64) if name != "token_type_ids" else torch.zeros(2, 8, dtype=torch.int64)
                     for name in names)
+    module, out_name = _wrapper(model, names, pooling, example)
     with dependency(f"converting {folder.name!r} to OpenVINO"), torch.no_grad():
         ov_model = ov.convert_model(module, example_input=example,
                                     input=[(ov.PartialShape([-1, -1]), ov.Type.i64) for _ in names])

@@ -196,3 +196,27 @@ def test_served_over_kserve_v2_with_int64_inputs(hf_store: dict[str, Any], tmp_p
                                                             {"pixel_values": images}), atol=2e-3)
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert rows[0]["requests"] > 0 and rows[0]["errors"] == 0, rows
+
+
+@pytest.mark.parametrize("kind", ["deit", "swin"])
+def test_deit_and_swin_folders_convert_to_what_transformers_computes(kind: str, tmp_path: Path) -> None:
+    import torch
+    from transformers import DeiTConfig, DeiTForImageClassification, SwinConfig, SwinForImageClassification
+
+    from edgeq.sources import load_model
+
+    torch.manual_seed(0)
+    if kind == "deit":
+        model = DeiTForImageClassification(DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                      num_attention_heads=2, intermediate_size=64, num_labels=3))
+    else:
+        model = SwinForImageClassification(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
+                                                      num_heads=[1, 2], window_size=4, num_labels=3))
+    model.eval().save_pretrained(str(tmp_path / kind))
+    loaded = load_model(str(tmp_path / kind))
+    assert loaded.input.name == "pixel_values" and loaded.input.shape == (3, 32, 32) and loaded.output_name == "logits"
+    images = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    got = ov.Core().compile_model(loaded.model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(images)[0]
+    with torch.no_grad():
+        expected = model(pixel_values=torch.from_numpy(images)).logits.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
