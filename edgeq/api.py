@@ -42,6 +42,7 @@ def quantize(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     output_node: str | None = None,
+    max_length: int | None = None,
     metric: Metric = "agreement",
     max_drop: float = 0.01,
     relative: bool = False,
@@ -72,9 +73,12 @@ def quantize(
 ) -> QuantizeResult:
     """Quantize `model` to INT8 and publish it in `store` as a new version of `name`.
 
-    - `model`: "timm:NAME", an .onnx or OpenVINO .xml path, or an `openvino.Model`.
+    - `model`: "timm:NAME", an .onnx or OpenVINO .xml path, a Hugging Face model folder
+      (config.json + safetensors), or an `openvino.Model`.
     - `calibration`, `validation`: an .npz (inputs, labels) or image archive path, an array of
-      inputs (N, ...), an (inputs, labels) pair, or an iterable of samples / (sample, label).
+      inputs (N, ...), an (inputs, labels) pair, or an iterable of samples / (sample, label). For
+      a model with several or integer inputs: an .npz with one array per input, named as the
+      inputs, or a .txt/.jsonl of sentences tokenized with the folder's tokenizer (`max_length`).
       Without `validation`, `holdout_fraction` of the calibration set is held out.
     - Every other keyword is a field of `edgeq.options.QuantizeOptions` (same name, default and
       range; its help says what it does): the metric and accuracy budget (`metric`, `max_drop`,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edgeq.errors import InvalidArgument, NotFound, ResourceExhausted
 
-ALLOWED_SUFFIXES = (".tar.gz", ".tgz", ".onnx", ".npz", ".tar", ".zip", ".safetensors")
+ALLOWED_SUFFIXES = (".tar.gz", ".tgz", ".onnx", ".npz", ".tar", ".zip", ".safetensors", ".txt", ".jsonl")
 DEFAULT_MAX_BYTES = 2 * 2**30
 NAME_SUFFIX = ".filename"
 _SHA = re.compile(r"^[0-9a-f]{64}$")

@@ -67,6 +67,9 @@ class QuantizeOptions(BaseModel):
         None, "per-channel std", proto="preprocessing.std", min_length=1, max_length=3)
     output_node: str | None = option(
         None, "cut the graph here (e.g. backbone features)", min_length=1, max_length=1024)
+    max_length: int | None = option(
+        None, "tokens per sentence of .txt/.jsonl data, padded and truncated (default: 128); the model's "
+              "sequence length stays dynamic", ge=1, le=MAX_DIMENSION)
     # accuracy
     metric: Metric = option("agreement", "accuracy metric against the float model")
     max_drop: float = option(0.01, "accuracy budget (0.005 = 0.5 points)", ge=0, lt=1)

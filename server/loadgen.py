@@ -41,17 +41,34 @@ class LoadResult:
         return asdict(self)
 
 
+SEQUENCE = 16
+
+
+def _synthetic(name: str, dtype: np.dtype, shape: list[int], seed: int) -> np.ndarray:
+    """Valid made-up input: noise for floats; for integers (token ids, masks, segment ids) values every
+    embedding table has: 1 for a mask (attend to every token), small ids (1..99) for ids, 0 otherwise."""
+    if dtype.kind == "f":
+        return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    if "mask" in name:
+        return np.ones(shape, dtype=dtype)
+    if name.endswith("ids") and "type" not in name:
+        return np.random.default_rng(seed).integers(1, 100, shape).astype(dtype)
+    return np.zeros(shape, dtype=dtype)
+
+
 async def _inputs(stub: pb_grpc.GRPCInferenceServiceStub, model: str, version: str, batch: int,
                   data: np.ndarray | None) -> pb.ModelInferRequest:
     metadata = await stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version))
     request = pb.ModelInferRequest(model_name=model, model_version=version)
     for index, tensor in enumerate(metadata.inputs):
-        shape = [batch if (i == 0 and d < 0) else (d if d > 0 else 1) for i, d in enumerate(tensor.shape)]
+        # a dynamic dimension past the batch is a sequence length: a short sentence's worth
+        shape = [batch if i == 0 and d < 0 else (d if d > 0 else SEQUENCE) for i, d in enumerate(tensor.shape)]
+        dtype = np.dtype(DTYPES.get(tensor.datatype, np.float32))
         if data is not None and index == 0:
-            array = np.ascontiguousarray(data[:batch], dtype=DTYPES.get(tensor.datatype, np.float32))
+            array = np.ascontiguousarray(data[:batch], dtype=dtype)
             shape = list(array.shape)
         else:
-            array = np.random.default_rng(index).standard_normal(shape).astype(DTYPES.get(tensor.datatype, np.float32))
+            array = _synthetic(tensor.name, dtype, shape, index)
         request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=shape)
         request.raw_input_contents.append(array.tobytes())
     return request

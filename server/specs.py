@@ -19,7 +19,7 @@ from edgeq.jobs.spec import JobSpec
 from edgeq.options import OPTION_NAMES, QuantizeOptions, proto_path
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as pb
 
-SOURCES = ("timm", "onnx_artifact", "ir_artifact")
+SOURCES = ("timm", "onnx_artifact", "ir_artifact", "hf_artifact")
 _WIRE_NAMES = re.compile(r"invalid option (\w+)")
 
 

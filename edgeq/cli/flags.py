@@ -18,9 +18,11 @@ from edgeq.options import OPTION_NAMES, QuantizeOptions, flag_of
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """What to quantize and what to call it (paths here; a server gets them uploaded)."""
-    parser.add_argument("--model", required=True, help="timm:NAME, model.onnx or model.xml (OpenVINO IR)")
+    parser.add_argument("--model", required=True, help="timm:NAME, model.onnx, model.xml (OpenVINO IR) or a Hugging Face "
+                        "model folder (config.json + safetensors)")
     parser.add_argument("--weights", help="safetensors weights for a timm model")
-    parser.add_argument("--calibration", required=True, help=".npz (inputs, labels) or image archive (.tar/.zip)")
+    parser.add_argument("--calibration", required=True, help=".npz (inputs, labels; or one array per input, named as "
+                        "the inputs), image archive (.tar/.zip), or .txt/.jsonl sentences for a text model")
     parser.add_argument("--validation", help="validation set; without it part of the calibration set is held out")
     parser.add_argument("--name", required=True, help="model name in the store")
 

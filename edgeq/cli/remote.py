@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from edgeq_server.specs import options_to_proto
 
     options = options_from_flags(args)  # bad options fail here, before anything is uploaded
-    with EdgeqClient(args.target, security=security_from_args(args)) as client:
+    with (EdgeqClient(args.target, security=security_from_args(args)) as client,
+          tempfile.TemporaryDirectory(prefix="edgeq-submit-") as scratch):
         source = pb.ModelSource()
         if args.model.startswith("timm:"):
             source.timm = args.model[len("timm:"):]
         elif args.model.endswith(".onnx"):
             source.onnx_artifact = client.upload(args.model).sha256
+        elif Path(args.model).is_dir():  # a Hugging Face folder travels as a .tar of its files
+            from edgeq.sources.hf_source import pack_folder
+
+            source.hf_artifact = client.upload(pack_folder(Path(args.model), Path(scratch))).sha256
         else:
             source.ir_artifact = client.upload(args.model).sha256
         if args.weights:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgeq.archive import SafeArchive
+from edgeq.archive import ArchiveLimits, SafeArchive
 from edgeq.artifacts import ArtifactStore
 from edgeq.errors import InvalidArgument
 from edgeq.names import check_model_name
@@ -21,6 +21,7 @@ class JobSpec:
     timm: str = ""
     onnx_artifact: str = ""
     ir_artifact: str = ""
+    hf_artifact: str = ""  # a .tar of a Hugging Face model folder
     weights_artifact: str = ""
     calibration_artifact: str = ""
     validation_artifact: str = ""
@@ -30,12 +31,13 @@ class JobSpec:
         """Cheap checks at submit time, so a bad spec fails before it is queued (the options
         were checked when they were built)."""
         check_model_name(self.target_name)
-        sources = [s for s in (self.timm, self.onnx_artifact, self.ir_artifact) if s]
+        sources = [s for s in (self.timm, self.onnx_artifact, self.ir_artifact, self.hf_artifact) if s]
         if len(sources) != 1:
-            raise InvalidArgument("give exactly one model source: a timm name, an ONNX artifact or an IR artifact")
+            raise InvalidArgument("give exactly one model source: a timm name, an ONNX artifact, an IR artifact or "
+                                  "a Hugging Face folder artifact")
         if not self.calibration_artifact:
             raise InvalidArgument("a calibration artifact is required (upload an .npz or image archive first)")
-        for ref in (self.onnx_artifact, self.ir_artifact, self.weights_artifact, self.calibration_artifact,
+        for ref in (self.onnx_artifact, self.ir_artifact, self.hf_artifact, self.weights_artifact, self.calibration_artifact,
                     self.validation_artifact):
             if ref:
                 artifacts.get(ref)
@@ -57,6 +59,8 @@ class JobSpec:
             model = f"timm:{self.timm}"
         elif self.onnx_artifact:
             model = str(artifacts.get(self.onnx_artifact).path)
+        elif self.hf_artifact:
+            model = str(_unpack_folder(artifacts.get(self.hf_artifact).path, workdir))
         else:
             model = str(_unpack_ir(artifacts.get(self.ir_artifact).path, workdir))
         return QuantizeRequest(
@@ -67,8 +71,8 @@ class JobSpec:
         )
 
 
-_SOURCE_FIELDS = ("target_name", "timm", "onnx_artifact", "ir_artifact", "weights_artifact", "calibration_artifact",
-                  "validation_artifact")
+_SOURCE_FIELDS = ("target_name", "timm", "onnx_artifact", "ir_artifact", "hf_artifact", "weights_artifact",
+                  "calibration_artifact", "validation_artifact")
 _RENAMED = {"relative_drop": "relative", "time_budget_seconds": "time_budget"}
 
 
@@ -97,3 +101,22 @@ def _unpack_ir(archive: Path, workdir: Path) -> Path:
     return target / xml[0]
 
 
+
+
+def _unpack_folder(archive: Path, workdir: Path) -> Path:
+    """A Hugging Face folder upload: a .tar whose files (config.json at the top, or under one top
+    folder) are written out as they are; SafeArchive has refused links, `..` and bombs."""
+    safe = SafeArchive(archive, ArchiveLimits(max_entry_bytes=8 << 30))  # weights files are large
+    configs = sorted((e for e in safe.entries if Path(e.name).name == "config.json"), key=lambda e: len(Path(e.name).parts))
+    if not configs:
+        raise InvalidArgument(f"{archive.name}: a Hugging Face folder archive needs a config.json")
+    top = Path(configs[0].name).parent
+    target = workdir / "hf"
+    with safe.reader() as reader:
+        for entry in safe.entries:
+            relative = Path(entry.name).relative_to(top) if Path(entry.name).is_relative_to(top) else None
+            if relative is None or not relative.parts:
+                continue
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            (target / relative).write_bytes(reader.read(entry))
+    return target

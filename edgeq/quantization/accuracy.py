@@ -17,6 +17,7 @@ import numpy as np
 import openvino as ov
 
 from edgeq.compile import compile_cpu
+from edgeq.data import feed
 from edgeq.errors import InvalidArgument
 
 METRICS = ("agreement", "top1", "cosine")
@@ -33,7 +34,7 @@ def run(compiled: ov.CompiledModel, inputs: Iterable[np.ndarray], count: int) ->
     queue.set_callback(done)
     seen = 0
     for index, array in enumerate(inputs):
-        queue.start_async({0: np.ascontiguousarray(array[None], dtype=np.float32)}, userdata=index)
+        queue.start_async(feed.one(array), userdata=index)
         seen += 1
     queue.wait_all()
     if seen != count:

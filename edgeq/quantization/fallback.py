@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from edgeq.data import feed
 from edgeq.errors import Cancelled, InternalError
 from edgeq.quantization import accuracy, nncf_adapter
 from edgeq.quantization.isolated import Task, run_tasks
@@ -61,7 +62,7 @@ def _child(workdir: str, params: ControlRequest) -> None:
         started = time.perf_counter()
         chosen = np.fromiter((int(i) for i in indices), dtype=np.int64)
         # Synchronous, batched: an AsyncInferQueue inside NNCF's evaluator deadlocks (seen with NNCF 3.4).
-        outputs = np.concatenate([compiled(np.ascontiguousarray(validation[chosen[i:i + 32]]))[0]
+        outputs = np.concatenate([compiled(feed.batch(validation[chosen[i:i + 32]]))[0]
                                   for i in range(0, len(chosen), 32)])
         scores = accuracy.per_sample(metric, outputs, reference[chosen], None if labels is None else labels[chosen])
         timings["evaluations"] += 1

@@ -26,6 +26,7 @@ from packaging.version import Version
 
 from edgeq._boundary import dependency
 from edgeq._offline import quiet_nncf
+from edgeq.data import feed
 from edgeq.errors import EdgeqError, FailedPrecondition, InternalError, InvalidArgument
 from edgeq.quantization.recipe import Recipe
 
@@ -104,8 +105,10 @@ def nncf_arguments(recipe: Recipe, ignored: Sequence[str]) -> dict[str, Any]:
 def calibration_dataset(inputs: Iterable[Any]) -> Any:
     """An nncf.Dataset over samples (anything with `.input`) or raw arrays, batch size 1."""
 
-    def transform(item: Any) -> np.ndarray:
+    def transform(item: Any) -> Any:
         array = item.input if hasattr(item, "input") else item
+        if feed.is_named(array):  # several inputs or integer ones: a dict by input name
+            return feed.one(array)
         return np.asarray(array, dtype=np.float32)[None]
 
     return _nncf().Dataset(inputs, transform)

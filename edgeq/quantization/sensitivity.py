@@ -22,6 +22,7 @@ import numpy as np
 import openvino as ov
 
 from edgeq.compile import compile_cpu
+from edgeq.data import feed
 from edgeq.quantization.graph import QUANTIZABLE_TYPES, ops_by_name
 
 _CONSTANT_ELEMENTWISE = {"Add", "Multiply", "Divide", "Subtract"}
@@ -79,7 +80,7 @@ def faithful_probe(int8_model: ov.Model, names: list[str], sample: np.ndarray
     """The INT8 model compiled with the named ops' outputs exposed, (compiled, name -> index, names
     left out). Checked on `sample` against the model as it is: if its own outputs move, the names are
     tried in groups of like layers (their names without digits) and the groups that move it are left out."""
-    batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
+    batch = feed.one(sample)
     plain = compile_cpu(int8_model, hint="LATENCY")(batch)
     own = len(int8_model.outputs)
 
@@ -124,7 +125,7 @@ def paired_outputs(float_model: ov.Model, int8_model: ov.Model, names: list[str]
     kept = [n for n in names if n in float_index and n in int8_index]
     compiled_float = compile_cpu(float_probe, precision="f32", hint="LATENCY")
     for sample in inputs:
-        batch = {0: np.ascontiguousarray(sample[None], dtype=np.float32)}
+        batch = feed.one(sample)
         reference, quantized = compiled_float(batch), compiled_int8(batch)
         yield {n: (reference[float_index[n]], quantized[int8_index[n]]) for n in kept}
 

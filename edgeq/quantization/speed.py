@@ -16,6 +16,7 @@ import numpy as np
 import openvino as ov
 
 from edgeq.compile import compile_cpu
+from edgeq.data import feed
 from edgeq.report.model import SpeedRow, SpeedSection
 
 
@@ -26,7 +27,7 @@ class SpeedSettings:
     rounds: int = 3
 
 
-def _throughput(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -> float:
+def _throughput(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], seconds: float) -> float:
     queue = ov.AsyncInferQueue(compiled)
     done = 0
 
@@ -36,30 +37,32 @@ def _throughput(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -
 
     queue.set_callback(count)
     for _ in range(len(queue)):  # warm-up
-        queue.start_async({0: batch})
+        queue.start_async(batch)
     queue.wait_all()
     done = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        queue.start_async({0: batch})
+        queue.start_async(batch)
     queue.wait_all()
-    return done * len(batch) / (time.perf_counter() - started)
+    return done * len(next(iter(batch.values()))) / (time.perf_counter() - started)
 
 
-def _latency_ms(compiled: ov.CompiledModel, batch: np.ndarray, seconds: float) -> float:
+def _latency_ms(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], seconds: float) -> float:
     request = compiled.create_infer_request()
-    request.infer({0: batch})
+    request.infer(batch)
     samples: list[float] = []
     started = time.perf_counter()
     while time.perf_counter() - started < seconds or len(samples) < 3:
         begin = time.perf_counter()
-        request.infer({0: batch})
+        request.infer(batch)
         samples.append((time.perf_counter() - begin) * 1000)
     return statistics.median(samples)
 
 
 def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int, ...],
-            settings: SpeedSettings = SpeedSettings()) -> SpeedSection:
+            settings: SpeedSettings = SpeedSettings(), example: np.ndarray | None = None) -> SpeedSection:
+    """`example`: a named sample (edgeq.data.feed) repeated into each batch, for models whose inputs
+    are token ids rather than noise-tolerant floats; without it, random floats of `input_shape`."""
     variants = {"int8": (int8_model, "default"), "fp32": (float_model, "f32"), "float_default": (float_model, "default")}
     compiled_tp = {k: compile_cpu(m, precision=p, hint="THROUGHPUT") for k, (m, p) in variants.items()}
     compiled_lat = {k: compile_cpu(m, precision=p, hint="LATENCY") for k, (m, p) in variants.items()}
@@ -67,7 +70,8 @@ def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int,
     rng = np.random.default_rng(0)
     results = SpeedSection({}, default_precision, settings.rounds, settings.seconds_per_round)
     for batch_size in settings.batch_sizes:
-        batch = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
+        batch = (feed.repeat(example, batch_size) if example is not None
+                 else {0: rng.standard_normal((batch_size, *input_shape)).astype(np.float32)})
         tps: dict[str, list[float]] = {k: [] for k in variants}
         lats: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(settings.rounds):

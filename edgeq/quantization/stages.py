@@ -129,19 +129,28 @@ def load(ctx: Context) -> ModelSection:
         else:  # tensors are fed as they are: no preprocessing applies, none is reported
             loaded.preprocess = None
     ctx.warnings.extend(loaded.notes)
-    return ModelSection(request.name, loaded.source, loaded.input, loaded.output_name, loaded.preprocess, loaded.notes)
+    return ModelSection(request.name, loaded.source, loaded.input, loaded.output_name, loaded.preprocess, loaded.notes,
+                        loaded.inputs or [loaded.input])
 
 
 def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stream samples into a .npy memory map (bounded RAM); labels as an array (or None)."""
-    data = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(samples), *shape))
+    """Stream samples into a .npy memory map (bounded RAM); labels as an array (or None). Named
+    samples (edgeq.data.feed) make a structured array, its row type taken from the first sample."""
+    data: np.memmap | None = None
     labels = np.full(len(samples), -1, dtype=np.int64)
     count = 0
     for sample in samples:
+        if data is None:
+            named = sample.input.dtype.names is not None
+            data = np.lib.format.open_memmap(path, mode="w+", dtype=sample.input.dtype if named else np.float32,
+                                             shape=(len(samples), *(() if named else shape)))
+        elif sample.input.dtype != data.dtype and data.dtype.names is not None:
+            raise InvalidArgument(f"{sample.name}: its arrays differ in shape from the first sample's "
+                                  f"({sample.input.dtype} vs {data.dtype})")
         data[sample.index] = sample.input
         labels[sample.index] = -1 if sample.label is None else sample.label
         count += 1
-    if count == 0:
+    if count == 0 or data is None:
         raise InvalidArgument("the data set is empty")
     data.flush()
     return np.load(path, mmap_mode="r"), (labels if samples.has_labels else None)
@@ -150,7 +159,11 @@ def _materialise(samples: Any, path: Path, shape: tuple[int, ...]) -> tuple[np.n
 def read_data(ctx: Context) -> DataSection:
     request, spec, preprocess = ctx.request, ctx.loaded.input, ctx.loaded.preprocess
     ctx.emit("data", 0.08, "reading calibration and validation data")
-    calibration: SampleSet = datasets.open_samples(request.calibration, spec, preprocess)
+    def open_set(path: str | Path) -> SampleSet:
+        return datasets.open_samples(path, spec, preprocess, inputs=ctx.loaded.inputs, tokenizer=ctx.loaded.tokenizer,
+                                     max_length=request.options.max_length)
+
+    calibration: SampleSet = open_set(request.calibration)
     validation: SampleSet
     held_out = request.validation is None
     if request.validation is None:
@@ -158,7 +171,7 @@ def read_data(ctx: Context) -> DataSection:
         ctx.warnings.append(f"no validation set: 1 in {round(1 / request.options.holdout_fraction)} calibration samples "
                             f"({len(validation)}) held out to measure accuracy")
     else:
-        validation = datasets.open_samples(request.validation, spec, preprocess)
+        validation = open_set(request.validation)
     if request.options.validation_limit and len(validation) > request.options.validation_limit:
         validation = first(validation, request.options.validation_limit)
     ctx.calibration, _ = _materialise(first(calibration, request.recipe.subset_size), ctx.calibration_npy, spec.shape)
@@ -324,7 +337,8 @@ def speed(ctx: Context) -> tuple[SpeedSection | None, SpeedGate | None]:
     if not request.speed:
         return None, None
     ctx.emit("speed", 0.8, "INT8 against float throughput and latency on this CPU")
-    measured = timing.compare(ctx.float_model, ctx.final.model, ctx.loaded.input.shape, request.speed)
+    example = np.asarray(ctx.calibration[0]) if ctx.loaded.named else None
+    measured = timing.compare(ctx.float_model, ctx.final.model, ctx.loaded.input.shape, request.speed, example)
     speedup = next(iter(measured.batches.values())).speedup_vs_default
     met = speedup >= request.options.min_speedup  # min_speedup 0: no gate, always met
     if not met:

@@ -27,6 +27,7 @@ class ModelSection:
     output: str
     preprocess: Preprocess | None
     notes: list[str]
+    inputs: list[InputSpec] = field(default_factory=list)  # every input (`input` is the first); -1: dynamic
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Model import: a timm name, an ONNX file or an OpenVINO IR becomes a float `openvino.Model`.
+"""Model import: a timm name, an ONNX file, an OpenVINO IR or a local Hugging Face model folder
+becomes a float `openvino.Model`.
 
-`load_model("timm:deit_tiny_patch16_224")`, `load_model("model.onnx")`, `load_model("model.xml")`.
+`load_model("timm:deit_tiny_patch16_224")`, `load_model("model.onnx")`, `load_model("model.xml")`,
+`load_model("path/to/folder")` (config.json + safetensors, edgeq.sources.hf_source).
 """
 
 from __future__ import annotations
@@ -33,14 +35,28 @@ def load_model(
         if weights is not None:
             raise InvalidArgument("--weights only applies to timm:NAME sources")
         path = Path(source)
+        from edgeq.sources.hf_source import is_hf_folder
+
+        if is_hf_folder(path):
+            from edgeq.sources.hf_source import load_hf_folder
+
+            loaded = load_hf_folder(path, input_shape=input_shape, preprocess=preprocess)
+            return _cut(loaded, output_node)
+        if path.is_dir():
+            raise InvalidArgument(f"model folder {source!r} has no config.json: a Hugging Face model folder is what "
+                                  "save_pretrained writes (config.json + model.safetensors)")
         if not path.is_file():
-            raise InvalidArgument(f"model file {source!r} does not exist (or use timm:NAME)")
+            raise InvalidArgument(f"model file {source!r} does not exist (or use timm:NAME or a Hugging Face folder)")
         suffix = path.suffix.lower()
         from edgeq.sources.openvino_source import load_file
 
         if suffix not in (".onnx", ".xml"):
             raise InvalidArgument(f"model file {path.name!r}: expected .onnx or OpenVINO IR .xml")
         loaded = load_file(path, input_shape=input_shape, preprocess=preprocess)
+    return _cut(loaded, output_node)
+
+
+def _cut(loaded: LoadedModel, output_node: str | None) -> LoadedModel:
     if output_node:
         from edgeq.sources.graph_cut import cut_at
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from edgeq._boundary import user_input
 from edgeq.errors import InvalidArgument
+from edgeq.sources.named import named_inputs, needs_names
 from edgeq.sources.naming import fix_io
 from edgeq.sources.spec import LoadedModel, Preprocess
 
@@ -44,6 +45,10 @@ def load_file(path: Path, *, input_shape: tuple[int, ...] | None, preprocess: Pr
         with user_input(f"{path.name!r} is not a valid ONNX model"):
             model = _read_onnx(path)
         kind = "ONNX"
+    if needs_names(model):  # several inputs or integer ones: named rows, dynamic dimensions kept
+        specs = named_inputs(model)
+        return LoadedModel(model=model, input=specs[0], preprocess=None, source=f"{kind} {path.name}",
+                           output_name=model.outputs[0].get_any_name(), inputs=specs)
     spec = fix_io(model, input_shape)
     guessed = preprocess is None
     if guessed:

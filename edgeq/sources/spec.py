@@ -46,14 +46,15 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input. `shape` excludes the batch dimension (always dynamic)."""
+    """One model input. `shape` excludes the batch dimension (always dynamic); -1 marks another
+    dynamic dimension (a text model's sequence length), fixed per data set, free when served."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if not self.shape or any(int(d) <= 0 for d in self.shape):
+        if not self.shape or any(int(d) == 0 or int(d) < -1 for d in self.shape):
             raise InvalidArgument(
                 f"input {self.name!r} has an unknown or invalid shape {list(self.shape)}: "
                 "give it with --input-shape, e.g. 3,224,224"
@@ -80,6 +81,15 @@ class LoadedModel:
     # `preprocess` is edgeq's guess (pixels to [0, 1], no normalisation), neither the model's nor the
     # user's: worth a warning when images are read with it, meaningless when the data are tensors.
     preprocess_guessed: bool = False
+    # Every input when there are several or they are not float (`input` is then the first): samples
+    # are named rows (edgeq.data.feed). Empty for the single float input.
+    inputs: list[InputSpec] = field(default_factory=list)
+    tokenizer: str | None = None  # a folder with the model's tokenizer: text data files are tokenized with it
+
+    @property
+    def named(self) -> bool:
+        """Samples are named rows, one field per input."""
+        return bool(self.inputs)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from edgeq_server.specs import options_from_proto, options_to_proto
 
 # One value other than the default for every option; max_drop 0 and min_speedup 0 are real values.
 NON_DEFAULT: dict[str, Any] = {
-    "input_shape": (1, 28, 28), "image_size": (32, 32), "mean": (0.5,), "std": (0.25,), "output_node": "head",
+    "input_shape": (1, 28, 28), "image_size": (32, 32), "mean": (0.5,), "std": (0.25,), "output_node": "head", "max_length": 48,
     "metric": "top1", "max_drop": 0.0, "relative": True, "validation_limit": 500, "holdout_fraction": 0.2,
     "preset": "mixed", "rules": ("layernorm", "head"), "subset_size": 64, "smooth_quant_alpha": 0.85,
     "activations_range": "minmax", "no_transformer": True, "auto": True, "ranking_samples": 50,

@@ -25,59 +25,59 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64geq/v1/edgeq.proto\x12\x08\x65\x64geq.v1\"<\n\nUploadInfo\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"?\n\x0bUploadChunk\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.edgeq.v1.UploadInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\":\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"q\n\x0bModelSource\x12\x0e\n\x04timm\x18\x01 \x01(\tH\x00\x12\x17\n\ronnx_artifact\x18\x02 \x01(\tH\x00\x12\x15\n\x0bir_artifact\x18\x03 \x01(\tH\x00\x12\x18\n\x10weights_artifact\x18\x04 \x01(\tB\x08\n\x06source\"8\n\rPreprocessing\x12\x0c\n\x04size\x18\x01 \x03(\x05\x12\x0c\n\x04mean\x18\x02 \x03(\x02\x12\x0b\n\x03std\x18\x03 \x03(\x02\"\x86\x02\n\x06Recipe\x12\x13\n\x06preset\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x18\n\x0bsubset_size\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1f\n\x12smooth_quant_alpha\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x1e\n\x11\x61\x63tivations_range\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x17\n\x0fnot_transformer\x18\x07 \x01(\x08\x42\t\n\x07_presetB\x0e\n\x0c_subset_sizeB\x15\n\x13_smooth_quant_alphaB\x14\n\x12_activations_rangeJ\x04\x08\x04\x10\x05R\x16has_smooth_quant_alpha\"\xe4\x07\n\x07JobSpec\x12\x13\n\x0btarget_name\x18\x01 \x01(\t\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.edgeq.v1.ModelSource\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\x12.\n\rpreprocessing\x18\x04 \x01(\x0b\x32\x17.edgeq.v1.Preprocessing\x12\x1c\n\x14\x63\x61libration_artifact\x18\x05 \x01(\t\x12\x1b\n\x13validation_artifact\x18\x06 \x01(\t\x12\x13\n\x06metric\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08max_drop\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\rrelative_drop\x18\t \x01(\x08\x12 \n\x06recipe\x18\n \x01(\x0b\x32\x10.edgeq.v1.Recipe\x12 \n\x13time_budget_seconds\x18\x0b \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_iterations\x18\x0c \x01(\rH\x03\x88\x01\x01\x12\x13\n\x0bno_fallback\x18\r \x01(\x08\x12\x18\n\x0bmin_speedup\x18\x0e \x01(\x01H\x04\x88\x01\x01\x12\x1a\n\rspeed_seconds\x18\x0f \x01(\x01H\x05\x88\x01\x01\x12\x18\n\x0boutput_node\x18\x10 \x01(\tH\x06\x88\x01\x01\x12\x0c\n\x04\x61uto\x18\x11 \x01(\x08\x12\x15\n\rforce_promote\x18\x12 \x01(\x08\x12\x1b\n\x0eranking_subset\x18\x13 \x01(\rH\x07\x88\x01\x01\x12\x1d\n\x10validation_limit\x18\x14 \x01(\rH\x08\x88\x01\x01\x12\x1d\n\x10holdout_fraction\x18\x15 \x01(\x01H\t\x88\x01\x01\x12 \n\x13sensitivity_samples\x18\x16 \x01(\rH\n\x88\x01\x01\x12\x13\n\x0b\x62\x61tch_sizes\x18\x17 \x03(\r\x12\x19\n\x0cspeed_rounds\x18\x18 \x01(\rH\x0b\x88\x01\x01\x12\x1c\n\x0franking_samples\x18\x19 \x01(\rH\x0c\x88\x01\x01\x12\x1f\n\x12search_calibration\x18\x1a \x01(\rH\r\x88\x01\x01\x42\t\n\x07_metricB\x0b\n\t_max_dropB\x16\n\x14_time_budget_secondsB\x11\n\x0f_max_iterationsB\x0e\n\x0c_min_speedupB\x10\n\x0e_speed_secondsB\x0e\n\x0c_output_nodeB\x11\n\x0f_ranking_subsetB\x13\n\x11_validation_limitB\x13\n\x11_holdout_fractionB\x16\n\x14_sensitivity_samplesB\x0f\n\r_speed_roundsB\x12\n\x10_ranking_samplesB\x15\n\x13_search_calibration\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\x91\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\x13\n\x0btarget_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\x12\n\nbudget_met\x18\x0c \x01(\x08\x12\x1f\n\x04spec\x18\r \x01(\x0b\x32\x11.edgeq.v1.JobSpec\"\x85\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"/\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.edgeq.v1.Job\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xa5\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x13\n\x0b\x66loat_score\x18\x04 \x01(\x01\x12\x12\n\nint8_score\x18\x05 \x01(\x01\x12\x12\n\nbudget_met\x18\x06 \x01(\x08\x12\x13\n\x0breport_json\x18\x07 \x01(\t\x12\x13\n\x0bheld_reason\x18\x08 \x01(\t\"B\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.edgeq.v1.VersionInfo\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.edgeq.v1.ModelInfo\"C\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"=\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t*h\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\x44\n\tArtifacts\x12\x37\n\x06Upload\x12\x15.edgeq.v1.UploadChunk\x1a\x12.edgeq.v1.Artifact\"\x00(\x01\x32\x87\x02\n\x0cQuantization\x12,\n\x06Submit\x12\x11.edgeq.v1.JobSpec\x1a\r.edgeq.v1.Job\"\x00\x12\x31\n\x05Watch\x12\x10.edgeq.v1.JobRef\x1a\x12.edgeq.v1.JobEvent\"\x00\x30\x01\x12(\n\x03Get\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x12?\n\x04List\x12\x19.edgeq.v1.ListJobsRequest\x1a\x1a.edgeq.v1.ListJobsResponse\"\x00\x12+\n\x06\x43\x61ncel\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x32\xe2\x02\n\x06Models\x12\x43\n\x04List\x12\x1b.edgeq.v1.ListModelsRequest\x1a\x1c.edgeq.v1.ListModelsResponse\"\x00\x12\x30\n\x03Get\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x33\n\tGetReport\x12\x12.edgeq.v1.ModelRef\x1a\x10.edgeq.v1.Report\"\x00\x12=\n\x06\x44\x65lete\x12\x12.edgeq.v1.ModelRef\x1a\x1d.edgeq.v1.DeleteModelResponse\"\x00\x12\x34\n\x07Promote\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x37\n\x06\x45xport\x12\x12.edgeq.v1.ModelRef\x1a\x15.edgeq.v1.BundleChunk\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65\x64geq/v1/edgeq.proto\x12\x08\x65\x64geq.v1\"<\n\nUploadInfo\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\"?\n\x0bUploadChunk\x12\"\n\x04info\x18\x01 \x01(\x0b\x32\x14.edgeq.v1.UploadInfo\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\":\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"\x88\x01\n\x0bModelSource\x12\x0e\n\x04timm\x18\x01 \x01(\tH\x00\x12\x17\n\ronnx_artifact\x18\x02 \x01(\tH\x00\x12\x15\n\x0bir_artifact\x18\x03 \x01(\tH\x00\x12\x15\n\x0bhf_artifact\x18\x05 \x01(\tH\x00\x12\x18\n\x10weights_artifact\x18\x04 \x01(\tB\x08\n\x06source\"8\n\rPreprocessing\x12\x0c\n\x04size\x18\x01 \x03(\x05\x12\x0c\n\x04mean\x18\x02 \x03(\x02\x12\x0b\n\x03std\x18\x03 \x03(\x02\"\x86\x02\n\x06Recipe\x12\x13\n\x06preset\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05rules\x18\x02 \x03(\t\x12\x18\n\x0bsubset_size\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1f\n\x12smooth_quant_alpha\x18\x05 \x01(\x02H\x02\x88\x01\x01\x12\x1e\n\x11\x61\x63tivations_range\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x17\n\x0fnot_transformer\x18\x07 \x01(\x08\x42\t\n\x07_presetB\x0e\n\x0c_subset_sizeB\x15\n\x13_smooth_quant_alphaB\x14\n\x12_activations_rangeJ\x04\x08\x04\x10\x05R\x16has_smooth_quant_alpha\"\x8c\x08\n\x07JobSpec\x12\x13\n\x0btarget_name\x18\x01 \x01(\t\x12$\n\x05model\x18\x02 \x01(\x0b\x32\x15.edgeq.v1.ModelSource\x12\x13\n\x0binput_shape\x18\x03 \x03(\x03\x12.\n\rpreprocessing\x18\x04 \x01(\x0b\x32\x17.edgeq.v1.Preprocessing\x12\x1c\n\x14\x63\x61libration_artifact\x18\x05 \x01(\t\x12\x1b\n\x13validation_artifact\x18\x06 \x01(\t\x12\x13\n\x06metric\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08max_drop\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\rrelative_drop\x18\t \x01(\x08\x12 \n\x06recipe\x18\n \x01(\x0b\x32\x10.edgeq.v1.Recipe\x12 \n\x13time_budget_seconds\x18\x0b \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0emax_iterations\x18\x0c \x01(\rH\x03\x88\x01\x01\x12\x13\n\x0bno_fallback\x18\r \x01(\x08\x12\x18\n\x0bmin_speedup\x18\x0e \x01(\x01H\x04\x88\x01\x01\x12\x1a\n\rspeed_seconds\x18\x0f \x01(\x01H\x05\x88\x01\x01\x12\x18\n\x0boutput_node\x18\x10 \x01(\tH\x06\x88\x01\x01\x12\x0c\n\x04\x61uto\x18\x11 \x01(\x08\x12\x15\n\rforce_promote\x18\x12 \x01(\x08\x12\x1b\n\x0eranking_subset\x18\x13 \x01(\rH\x07\x88\x01\x01\x12\x1d\n\x10validation_limit\x18\x14 \x01(\rH\x08\x88\x01\x01\x12\x1d\n\x10holdout_fraction\x18\x15 \x01(\x01H\t\x88\x01\x01\x12 \n\x13sensitivity_samples\x18\x16 \x01(\rH\n\x88\x01\x01\x12\x13\n\x0b\x62\x61tch_sizes\x18\x17 \x03(\r\x12\x19\n\x0cspeed_rounds\x18\x18 \x01(\rH\x0b\x88\x01\x01\x12\x1c\n\x0franking_samples\x18\x19 \x01(\rH\x0c\x88\x01\x01\x12\x1f\n\x12search_calibration\x18\x1a \x01(\rH\r\x88\x01\x01\x12\x17\n\nmax_length\x18\x1b \x01(\rH\x0e\x88\x01\x01\x42\t\n\x07_metricB\x0b\n\t_max_dropB\x16\n\x14_time_budget_secondsB\x11\n\x0f_max_iterationsB\x0e\n\x0c_min_speedupB\x10\n\x0e_speed_secondsB\x0e\n\x0c_output_nodeB\x11\n\x0f_ranking_subsetB\x13\n\x11_validation_limitB\x13\n\x11_holdout_fractionB\x16\n\x14_sensitivity_samplesB\x0f\n\r_speed_roundsB\x12\n\x10_ranking_samplesB\x15\n\x13_search_calibrationB\r\n\x0b_max_length\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\x91\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\x13\n\x0btarget_name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\r\n\x05stage\x18\x06 \x01(\t\x12\x10\n\x08\x66raction\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\x12\x14\n\x0cupdated_unix\x18\n \x01(\x01\x12\x13\n\x0bresult_json\x18\x0b \x01(\t\x12\x12\n\nbudget_met\x18\x0c \x01(\x08\x12\x1f\n\x04spec\x18\r \x01(\x0b\x32\x11.edgeq.v1.JobSpec\"\x85\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.edgeq.v1.JobState\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x06 \x01(\t\" \n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"/\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.edgeq.v1.Job\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xa5\x01\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x13\n\x0b\x66loat_score\x18\x04 \x01(\x01\x12\x12\n\nint8_score\x18\x05 \x01(\x01\x12\x12\n\nbudget_met\x18\x06 \x01(\x08\x12\x13\n\x0breport_json\x18\x07 \x01(\t\x12\x13\n\x0bheld_reason\x18\x08 \x01(\t\"B\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x08versions\x18\x02 \x03(\x0b\x32\x15.edgeq.v1.VersionInfo\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.edgeq.v1.ModelInfo\"C\n\x06Report\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"=\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t*h\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\x44\n\tArtifacts\x12\x37\n\x06Upload\x12\x15.edgeq.v1.UploadChunk\x1a\x12.edgeq.v1.Artifact\"\x00(\x01\x32\x87\x02\n\x0cQuantization\x12,\n\x06Submit\x12\x11.edgeq.v1.JobSpec\x1a\r.edgeq.v1.Job\"\x00\x12\x31\n\x05Watch\x12\x10.edgeq.v1.JobRef\x1a\x12.edgeq.v1.JobEvent\"\x00\x30\x01\x12(\n\x03Get\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x12?\n\x04List\x12\x19.edgeq.v1.ListJobsRequest\x1a\x1a.edgeq.v1.ListJobsResponse\"\x00\x12+\n\x06\x43\x61ncel\x12\x10.edgeq.v1.JobRef\x1a\r.edgeq.v1.Job\"\x00\x32\xe2\x02\n\x06Models\x12\x43\n\x04List\x12\x1b.edgeq.v1.ListModelsRequest\x1a\x1c.edgeq.v1.ListModelsResponse\"\x00\x12\x30\n\x03Get\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x33\n\tGetReport\x12\x12.edgeq.v1.ModelRef\x1a\x10.edgeq.v1.Report\"\x00\x12=\n\x06\x44\x65lete\x12\x12.edgeq.v1.ModelRef\x1a\x1d.edgeq.v1.DeleteModelResponse\"\x00\x12\x34\n\x07Promote\x12\x12.edgeq.v1.ModelRef\x1a\x13.edgeq.v1.ModelInfo\"\x00\x12\x37\n\x06\x45xport\x12\x12.edgeq.v1.ModelRef\x1a\x15.edgeq.v1.BundleChunk\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeq.v1.edgeq_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=2689
-  _globals['_JOBSTATE']._serialized_end=2793
+  _globals['_JOBSTATE']._serialized_start=2753
+  _globals['_JOBSTATE']._serialized_end=2857
   _globals['_UPLOADINFO']._serialized_start=34
   _globals['_UPLOADINFO']._serialized_end=94
   _globals['_UPLOADCHUNK']._serialized_start=96
   _globals['_UPLOADCHUNK']._serialized_end=159
   _globals['_ARTIFACT']._serialized_start=161
   _globals['_ARTIFACT']._serialized_end=219
-  _globals['_MODELSOURCE']._serialized_start=221
-  _globals['_MODELSOURCE']._serialized_end=334
-  _globals['_PREPROCESSING']._serialized_start=336
-  _globals['_PREPROCESSING']._serialized_end=392
-  _globals['_RECIPE']._serialized_start=395
-  _globals['_RECIPE']._serialized_end=657
-  _globals['_JOBSPEC']._serialized_start=660
-  _globals['_JOBSPEC']._serialized_end=1656
-  _globals['_JOBREF']._serialized_start=1658
-  _globals['_JOBREF']._serialized_end=1678
-  _globals['_JOB']._serialized_start=1681
-  _globals['_JOB']._serialized_end=1954
-  _globals['_JOBEVENT']._serialized_start=1957
-  _globals['_JOBEVENT']._serialized_end=2090
-  _globals['_LISTJOBSREQUEST']._serialized_start=2092
-  _globals['_LISTJOBSREQUEST']._serialized_end=2124
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2126
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2173
-  _globals['_MODELREF']._serialized_start=2175
-  _globals['_MODELREF']._serialized_end=2216
-  _globals['_VERSIONINFO']._serialized_start=2219
-  _globals['_VERSIONINFO']._serialized_end=2384
-  _globals['_MODELINFO']._serialized_start=2386
-  _globals['_MODELINFO']._serialized_end=2452
-  _globals['_LISTMODELSREQUEST']._serialized_start=2454
-  _globals['_LISTMODELSREQUEST']._serialized_end=2473
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2475
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2532
-  _globals['_REPORT']._serialized_start=2534
-  _globals['_REPORT']._serialized_end=2601
-  _globals['_DELETEMODELRESPONSE']._serialized_start=2603
-  _globals['_DELETEMODELRESPONSE']._serialized_end=2624
-  _globals['_BUNDLECHUNK']._serialized_start=2626
-  _globals['_BUNDLECHUNK']._serialized_end=2687
-  _globals['_ARTIFACTS']._serialized_start=2795
-  _globals['_ARTIFACTS']._serialized_end=2863
-  _globals['_QUANTIZATION']._serialized_start=2866
-  _globals['_QUANTIZATION']._serialized_end=3129
-  _globals['_MODELS']._serialized_start=3132
-  _globals['_MODELS']._serialized_end=3486
+  _globals['_MODELSOURCE']._serialized_start=222
+  _globals['_MODELSOURCE']._serialized_end=358
+  _globals['_PREPROCESSING']._serialized_start=360
+  _globals['_PREPROCESSING']._serialized_end=416
+  _globals['_RECIPE']._serialized_start=419
+  _globals['_RECIPE']._serialized_end=681
+  _globals['_JOBSPEC']._serialized_start=684
+  _globals['_JOBSPEC']._serialized_end=1720
+  _globals['_JOBREF']._serialized_start=1722
+  _globals['_JOBREF']._serialized_end=1742
+  _globals['_JOB']._serialized_start=1745
+  _globals['_JOB']._serialized_end=2018
+  _globals['_JOBEVENT']._serialized_start=2021
+  _globals['_JOBEVENT']._serialized_end=2154
+  _globals['_LISTJOBSREQUEST']._serialized_start=2156
+  _globals['_LISTJOBSREQUEST']._serialized_end=2188
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2190
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2237
+  _globals['_MODELREF']._serialized_start=2239
+  _globals['_MODELREF']._serialized_end=2280
+  _globals['_VERSIONINFO']._serialized_start=2283
+  _globals['_VERSIONINFO']._serialized_end=2448
+  _globals['_MODELINFO']._serialized_start=2450
+  _globals['_MODELINFO']._serialized_end=2516
+  _globals['_LISTMODELSREQUEST']._serialized_start=2518
+  _globals['_LISTMODELSREQUEST']._serialized_end=2537
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2539
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2596
+  _globals['_REPORT']._serialized_start=2598
+  _globals['_REPORT']._serialized_end=2665
+  _globals['_DELETEMODELRESPONSE']._serialized_start=2667
+  _globals['_DELETEMODELRESPONSE']._serialized_end=2688
+  _globals['_BUNDLECHUNK']._serialized_start=2690
+  _globals['_BUNDLECHUNK']._serialized_end=2751
+  _globals['_ARTIFACTS']._serialized_start=2859
+  _globals['_ARTIFACTS']._serialized_end=2927
+  _globals['_QUANTIZATION']._serialized_start=2930
+  _globals['_QUANTIZATION']._serialized_end=3193
+  _globals['_MODELS']._serialized_start=3196
+  _globals['_MODELS']._serialized_end=3550
 # @@protoc_insertion_point(module_scope)
