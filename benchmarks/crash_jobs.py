@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a shorter job ({QUICK['calibration_rows']} calibration rows, "
                              f"{QUICK['sensitivity_samples']} SQNR samples): the same stages, more rounds per hour")
+    parser.add_argument("--job-seconds", type=float,
+                        help="the scale for random instants (default: measured with one uninterrupted job first)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -163,7 +165,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "store"
         calibration = _calibration(Path(scratch), QUICK["calibration_rows"] if args.quick else 200)
-        job_seconds = _measure_job(store, calibration, args.quick)
+        job_seconds = args.job_seconds or _measure_job(store, calibration, args.quick)
         print(f"one uninterrupted job: {job_seconds:.1f} s", flush=True)
         for index in range(args.rounds):
             row = one_round(store, calibration, rng, job_seconds, args.after_publish_share, args.quick)
