@@ -87,11 +87,10 @@ def zero_bomb(rows: int) -> Callable[[Path], Path]:
 
 def below_ratio(rows: int) -> Callable[[Path], Path]:
     """Large and honest, compressing about 30x: under the 200x ratio cap, far over the memory limit."""
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, 255, ROW // 32, dtype=np.uint8).tobytes()
+    noise = np.random.default_rng(0).integers(0, 255, 1000 * ROW // 32, dtype=np.uint8).tobytes()
 
-    def row(i: int) -> bytes:
-        return (noise[i % 97:] + noise[: i % 97]).ljust(ROW, b"\0")
+    def row(i: int) -> bytes:  # 98 random bytes then zeros: no match within deflate's 32 KB window
+        return noise[i * (ROW // 32): (i + 1) * (ROW // 32)].ljust(ROW, b"\0")
 
     return lambda path: streamed(path, rows, row, level=6)
 
@@ -170,6 +169,9 @@ def tar_bomb(size: int) -> Callable[[Path], Path]:
     class Zeros(io.RawIOBase):
         def __init__(self) -> None:
             self.left = size
+
+        def readable(self) -> bool:
+            return True
 
         def readinto(self, buffer: Any) -> int:
             n = min(len(buffer), self.left)
