@@ -87,10 +87,10 @@ def zero_bomb(rows: int) -> Callable[[Path], Path]:
 
 def below_ratio(rows: int) -> Callable[[Path], Path]:
     """Large and honest, compressing about 30x: under the 200x ratio cap, far over the memory limit."""
-    noise = np.random.default_rng(0).integers(0, 255, 1000 * ROW // 32, dtype=np.uint8).tobytes()
+    noise = np.random.default_rng(0).random(1000 * 24, dtype=np.float32).tobytes()
 
-    def row(i: int) -> bytes:  # 98 random bytes then zeros: no match within deflate's 32 KB window
-        return noise[i * (ROW // 32): (i + 1) * (ROW // 32)].ljust(ROW, b"\0")
+    def row(i: int) -> bytes:  # 24 random floats then zeros: no match within deflate's 32 KB window
+        return noise[i * 96: (i + 1) * 96].ljust(ROW, b"\0")
 
     return lambda path: streamed(path, rows, row, level=6)
 
