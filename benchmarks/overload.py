@@ -258,7 +258,7 @@ def burst(store: Path, budget: int, args: argparse.Namespace) -> dict[str, Any]:
     row["peak_within_idle_plus_bound"] = row["peak_rss_mb"] <= row["idle_rss_mb"] + row["bound_mb"]
     row["refusals_all_resource_exhausted"] = set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
     row["settled_over_idle"] = round(row["settled_rss_mb"] / row["idle_rss_mb"] - 1, 3)
-    row["settled_within_20_percent"] = row["settled_over_idle"] <= 0.2
+    row["settled_within_20_percent"] = row["crashes"] == 0 and row["settled_over_idle"] <= 0.2
     return row
 
 
