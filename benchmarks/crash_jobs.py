@@ -61,31 +61,38 @@ def _commit() -> str:
     return git("rev-parse", "--short", "HEAD") + (" (uncommitted changes)" if git("status", "--porcelain", "--", "edgeq", "server") else "")
 
 
-def _calibration(folder: Path) -> Path:
+def _calibration(folder: Path, rows: int) -> Path:
     from tests.conftest import fmnist_arrays
 
     inputs, labels = fmnist_arrays()
     path = folder / "calibration.npz"
-    np.savez(path, inputs=inputs[:200], labels=labels[:200])
+    np.savez(path, inputs=inputs[:rows], labels=labels[:rows])
     return path
 
 
-def _spec(calibration: str) -> pb.JobSpec:
-    return pb.JobSpec(target_name=NAME, model=pb.ModelSource(timm="edgeq_vit_fmnist"), calibration_artifact=calibration,
+QUICK = {"calibration_rows": 64, "sensitivity_samples": 2}  # --quick: a shorter job, the same stages
+
+
+def _spec(calibration: str, quick: bool = False) -> pb.JobSpec:
+    spec = pb.JobSpec(target_name=NAME, model=pb.ModelSource(timm="edgeq_vit_fmnist"), calibration_artifact=calibration,
                       metric="agreement", max_drop=0.5, speed_seconds=0)
+    if quick:
+        spec.recipe.subset_size = QUICK["calibration_rows"]
+        spec.sensitivity_samples = QUICK["sensitivity_samples"]
+    return spec
 
 
 def _state(job: pb.Job) -> str:
     return pb.JobState.Name(job.state)
 
 
-def _measure_job(store: Path, calibration: Path) -> float:
+def _measure_job(store: Path, calibration: Path, quick: bool) -> float:
     """Seconds from Submit to the end of one uninterrupted job (the scale for random instants)."""
     server = ServerProcess(store).start()
     try:
         with EdgeqClient(server.target) as client:
             started = time.monotonic()
-            final = client.watch(client.submit(_spec(client.upload(calibration).sha256)).id)
+            final = client.watch(client.submit(_spec(client.upload(calibration).sha256, quick)).id)
             assert _state(final) == "SUCCEEDED", final.error
             return time.monotonic() - started
     finally:
@@ -93,7 +100,7 @@ def _measure_job(store: Path, calibration: Path) -> float:
 
 
 def one_round(store: Path, calibration: Path, rng: random.Random, job_seconds: float,
-              after_publish_share: float) -> dict[str, Any]:
+              after_publish_share: float, quick: bool = False) -> dict[str, Any]:
     target = rng.choice(("server", "worker"))
     instant = "after-publish" if rng.random() < after_publish_share else "random"
     row: dict[str, Any] = {"target": target, "instant": instant}
@@ -101,7 +108,7 @@ def one_round(store: Path, calibration: Path, rng: random.Random, job_seconds: f
     server = ServerProcess(store).start()
     assert server.process is not None
     with EdgeqClient(server.target) as client:
-        spec = _spec(client.upload(calibration).sha256)
+        spec = _spec(client.upload(calibration).sha256, quick)
         job = client.submit(spec)
         row["job"] = job.id
         if instant == "after-publish":
@@ -145,6 +152,11 @@ def main() -> None:
     parser.add_argument("--after-publish-share", type=float, default=0.3,
                         help="share of rounds killed at the instant after publishing (the rest: random instants)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a shorter job ({QUICK['calibration_rows']} calibration rows, "
+                             f"{QUICK['sensitivity_samples']} SQNR samples): the same stages, more rounds per hour")
+    parser.add_argument("--job-seconds", type=float,
+                        help="the scale for random instants (default: measured with one uninterrupted job first)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -152,11 +164,11 @@ def main() -> None:
     commit = _commit()  # at the start: every server this run starts imports the code as it is now
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "store"
-        calibration = _calibration(Path(scratch))
-        job_seconds = _measure_job(store, calibration)
+        calibration = _calibration(Path(scratch), QUICK["calibration_rows"] if args.quick else 200)
+        job_seconds = args.job_seconds or _measure_job(store, calibration, args.quick)
         print(f"one uninterrupted job: {job_seconds:.1f} s", flush=True)
         for index in range(args.rounds):
-            row = one_round(store, calibration, rng, job_seconds, args.after_publish_share)
+            row = one_round(store, calibration, rng, job_seconds, args.after_publish_share, args.quick)
             rows.append(row)
             ok = not (row["store_problems"] or row["contradictions"] or row["staging_left"]) and row["server_exit"] == 0
             print(f"round {index + 1:>3}: kill -9 {row['target']:<6} {row['instant']:<13} "

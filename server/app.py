@@ -175,17 +175,23 @@ class EdgeqServer:
         # Drain while still listening: queued and running requests finish, new ones are answered
         # UNAVAILABLE at once (gRPC's own stop would cancel calls it has read but not dispatched).
         self.registry.close()
-        await self._until_no_inference(grace - margin)
+        await self._until_no_inference(grace - 2 * margin)
         # Requests still queued now would be cut off: answer them UNAVAILABLE with a reason instead.
         refused = self.registry.close(Unavailable(
             "the server is stopping and this request could not run within its grace period; retry"))
         await self._until_no_inference(margin)
-        await asyncio.gather(self.server.stop(0.2), self.http.stop())
+        # Requests still in OpenVINO at the end of the grace period are answered too, not cancelled.
+        cut = self.registry.cut_off(Unavailable(
+            "the server is stopping and this request was still running when its grace period ended; retry"))
+        # gRPC's stop cancels the calls it is still reading: `margin` lets them arrive and be refused
+        # UNAVAILABLE (every model takes no new requests now) instead.
+        await asyncio.gather(self.server.stop(margin), self.http.stop())
         idle = await self.registry.wait_idle(30.0)  # no OpenVINO callback may outlive the event loop
         answered = self._answered() - answered_before
         log.info("stopped: %d inference requests in flight at the signal: %d answered, %d refused UNAVAILABLE, "
-                 "%d cut off by the %.0f s grace period%s", inflight, answered, refused,
-                 max(0, inflight - answered - refused), grace, "" if idle else "; OpenVINO was still running")
+                 "%d cut off by the %.0f s grace period (answered UNAVAILABLE), %d unaccounted for%s", inflight,
+                 answered, refused, cut, grace, max(0, inflight - answered - refused - cut),
+                 "" if idle else "; OpenVINO was still running")
         await jobs_stopped
 
     async def _until_no_inference(self, seconds: float, quiet: float = 0.1) -> None:

@@ -87,6 +87,7 @@ class InferenceEngine:
         self.policy = policy
         self.stats = stats
         self.waiting: deque[_Caller] = deque()
+        self.started: set[_Batch] = set()  # handed to OpenVINO, callback not yet run
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -123,6 +124,18 @@ class InferenceEngine:
                 caller.future.set_exception(error)
                 refused += 1
         return refused
+
+    def cut_off(self, error: BaseException) -> int:
+        """Answer the callers of batches OpenVINO is still computing with `error` (the end of a stop's
+        grace period: the server cannot wait longer, and a caller told why beats a cancelled call).
+        The batches themselves run to their callback, which keeps their inputs alive. Returns how many."""
+        answered = 0
+        for batch in self.started:
+            for caller in batch.callers:
+                if not caller.future.done():
+                    caller.future.set_exception(error)
+                    answered += 1
+        return answered
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until every started batch's callback has run (so no OpenVINO thread calls back into a
@@ -193,11 +206,13 @@ class InferenceEngine:
             batch.inputs = [np.concatenate([c.arrays[name] for c in callers]) for name in names]
         queue = self.single_queue if self.single_queue is not None and len(batch.inputs[0]) == 1 else self.queue
         batch.started_ns = time.perf_counter_ns()
+        self.started.add(batch)
         try:
             # `batch` keeps the arrays alive until the callback, so OpenVINO may read them in place.
             queue.start_async(batch.inputs, batch, share_inputs=True)
         except Exception as error:  # noqa: BLE001 - every caller of the batch learns why
             self.idle += 1
+            self.started.discard(batch)
             self._finish(batch, None, error)
 
     def _finish(self, batch: _Batch, outputs: Sequence[np.ndarray] | None, error: BaseException | None) -> None:
@@ -220,6 +235,7 @@ class InferenceEngine:
 
     def _completed_on_loop(self, batch: _Batch, outputs: list[np.ndarray] | None, error: BaseException | None) -> None:
         self.idle += 1
+        self.started.discard(batch)
         self._finish(batch, outputs, error)
         self._pump()
 

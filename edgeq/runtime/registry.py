@@ -279,6 +279,10 @@ class ModelRegistry:
         """Stop taking requests; with `error`, answer every queued request with it. Returns how many."""
         return sum(loaded.engine.close(error) for loaded in self.all_loaded())
 
+    def cut_off(self, error: BaseException) -> int:
+        """Answer every request OpenVINO is still computing with `error`. Returns how many."""
+        return sum(loaded.engine.cut_off(error) for loaded in self.all_loaded())
+
     async def wait_idle(self, timeout: float) -> bool:
         """Until OpenVINO has finished every started batch, of every version ever loaded and still referenced."""
         results = [await loaded.engine.wait_idle(timeout) for loaded in self.all_loaded()]
