@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeq.archive import ArchiveLimits
 from edgeq.data.feed import pack
-from edgeq.data.npz import _open_member
+from edgeq.data.npz import _open_member, read_labels
 from edgeq.data.samples import Sample
 from edgeq.errors import InvalidArgument, ResourceExhausted
 from edgeq.sources.spec import InputSpec
@@ -75,11 +75,7 @@ class NamedNpzSamples:
                     _check_shape(path, spec, shape)
                     self.shapes[spec.name], self.dtypes[spec.name] = shape, dtype
                 if "labels" in members:
-                    stream, shape, dtype, _ = _open_member(archive, "labels.npy", path.name, limits)
-                    with stream:
-                        if dtype.kind not in "iu" or len(shape) != 1:
-                            raise InvalidArgument(f"{path.name}: 'labels' must be a 1-D integer array, got {dtype} {list(shape)}")
-                        self.labels = np.frombuffer(stream.read(dtype.itemsize * shape[0]), dtype=dtype).astype(np.int64)
+                    self.labels = read_labels(archive, path.name, limits)
         except (zipfile.BadZipFile, EOFError, zlib.error) as error:
             raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
         except MemoryError as error:

@@ -61,6 +61,18 @@ def _open_member(archive: zipfile.ZipFile, member: str, label: str,
     return stream, shape, dtype, fortran
 
 
+def read_labels(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) -> np.ndarray:
+    """The archive's `labels` member: a 1-D integer array, checked against the bytes really present."""
+    stream, shape, dtype, _ = _open_member(archive, "labels.npy", label, limits)
+    with stream:
+        if dtype.kind not in "iu" or len(shape) != 1:
+            raise InvalidArgument(f"{label}: 'labels' must be a 1-D integer array, got {dtype} {list(shape)}")
+        labels = np.frombuffer(stream.read(dtype.itemsize * shape[0]), dtype=dtype).astype(np.int64)
+    if len(labels) != shape[0]:
+        raise InvalidArgument(f"{label}: 'labels' is truncated")
+    return labels
+
+
 class NpzSamples:
     def __init__(self, path: Path, spec: InputSpec, limits: ArchiveLimits = ArchiveLimits()):
         self.path = path
@@ -75,13 +87,7 @@ class NpzSamples:
                 stream.close()
                 self.labels: np.ndarray | None = None
                 if "labels.npy" in members:
-                    stream, shape, dtype, _ = _open_member(archive, "labels.npy", path.name, limits)
-                    with stream:
-                        if dtype.kind not in "iu" or len(shape) != 1:
-                            raise InvalidArgument(f"{path.name}: 'labels' must be a 1-D integer array, got {dtype} {list(shape)}")
-                        self.labels = np.frombuffer(stream.read(dtype.itemsize * shape[0]), dtype=dtype).astype(np.int64)
-                        if len(self.labels) != shape[0]:
-                            raise InvalidArgument(f"{path.name}: 'labels' is truncated")
+                    self.labels = read_labels(archive, path.name, limits)
         except (zipfile.BadZipFile, EOFError, zlib.error) as error:
             raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
         except MemoryError as error:

@@ -76,3 +76,19 @@ def test_text_files_are_tokenized_with_the_folders_tokenizer(tmp_path: Path) -> 
         open_samples(tmp_path / "bad.jsonl", specs[0], None, inputs=specs, tokenizer=str(tmp_path / "tok"))
     with pytest.raises(InvalidArgument, match="needs the model's tokenizer"):
         open_samples(tmp_path / "s.txt", specs[0], None, inputs=specs)
+
+
+def test_labels_whose_header_claims_more_rows_than_present_are_refused(tmp_path: Path) -> None:
+    """Named and plain .npz read their labels the same way: a header that lies about the rows is refused."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False, "shape": (10,)})
+    lying_labels = header.getvalue() + np.arange(3, dtype=np.int64).tobytes()
+    path = tmp_path / "lying.npz"
+    np.savez(path, input_ids=np.ones((10, 4), np.int64), attention_mask=np.ones((10, 4), np.int64))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels.npy", lying_labels)
+    with pytest.raises(InvalidArgument, match="'labels' declares shape \\[10\\].*truncated"):
+        open_samples(path, TEXT[0], None, inputs=TEXT)
