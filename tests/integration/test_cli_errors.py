@@ -93,7 +93,7 @@ CASES = [
     ("quantize a corrupt archive", "quantize --store {dir} --model timm:edgeq_vit_fmnist --calibration {tar} "
      "--name x", exits.USAGE, "is not a readable archive"),
     ("quantize a text file as data", "quantize --store {dir} --model timm:edgeq_vit_fmnist --calibration {txt} "
-     "--name x", exits.USAGE, "expected .npz tensors or an image archive"),
+     "--name x", exits.USAGE, "text data needs the model's tokenizer"),
     ("a bad option value", "quantize --store {dir} --model m --calibration {npz} --name x --max-drop 2",
      exits.USAGE, "max_drop"),
 ]
