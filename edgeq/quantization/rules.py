@@ -169,8 +169,9 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
             fused = sum(op.get_type_name() == "ScaledDotProductAttention" for op in ops)
             match.note = f"{len(match.nodes)} Softmax op(s)"
             if fused:
-                match.note += (f"; {fused} fused ScaledDotProductAttention op(s) compute softmax inside, in float "
-                               "(their Q/K inputs may still be quantized: add the 'attention' rule to keep them float)")
+                match.note += f"; {fused} fused ScaledDotProductAttention op(s) compute softmax inside, in float"
+                if not any(other.kind == "attention" for other in rules):
+                    match.note += " (their Q/K inputs may still be quantized: add the 'attention' rule to keep them float)"
         elif rule.kind == "attention":
             match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == "ScaledDotProductAttention"
                                  or _activation_matmul(op))

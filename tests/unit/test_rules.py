@@ -97,3 +97,14 @@ def test_bad_rules_are_refused(text: str) -> None:
 
 def test_default_rules() -> None:
     assert [str(r) for r in parse_rules(None)] == ["layernorm", "softmax", "attention"]
+
+
+def test_softmax_rule_suggests_the_attention_rule_only_when_it_is_missing() -> None:
+    x = ops.parameter([-1, 4, 16], np.float32, name="x")
+    q = ops.matmul(x, _const(16, 16), False, False, name="q")
+    attended = ops.scaled_dot_product_attention(q, q, q, causal=False, name="sdpa")
+    model = ov.Model([attended], [x], "fused")
+    alone = resolve(model, [Rule("softmax")])[0].note
+    with_attention = resolve(model, [Rule("softmax"), Rule("attention")])[0].note
+    assert alone.startswith("0 Softmax op(s); 1 fused ScaledDotProductAttention op(s)") and "add the 'attention' rule" in alone
+    assert with_attention == "0 Softmax op(s); 1 fused ScaledDotProductAttention op(s) compute softmax inside, in float"
