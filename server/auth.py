@@ -67,6 +67,13 @@ class TokenTable:
         return None
 
 
+def unauthenticated_message(authorization: str, missing: str) -> str:
+    """Why a request was UNAUTHENTICATED: `missing` when it carried no token, else that its token is unknown."""
+    if authorization.startswith("Bearer ") and authorization[len("Bearer "):].strip():
+        return "the bearer token given is not one of this server's tokens (a typo, or a token from another server?)"
+    return missing
+
+
 def required_scope(method: str, require_infer_token: bool) -> str | None:
     if method.startswith(OPEN_PREFIXES):
         return None
@@ -89,11 +96,13 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if handler is None or needed is None:
             return handler
         header = dict(details.invocation_metadata or ()).get("authorization", "")
-        refusal = self.tokens.refusal(header if isinstance(header, str) else "", needed)
+        header = header if isinstance(header, str) else ""
+        refusal = self.tokens.refusal(header, needed)
         if refusal is None:
             return handler
         if refusal == UNAUTHENTICATED:
-            code, message = grpc.StatusCode.UNAUTHENTICATED, "this RPC needs 'authorization: Bearer <token>' metadata"
+            code = grpc.StatusCode.UNAUTHENTICATED
+            message = unauthenticated_message(header, "this RPC needs 'authorization: Bearer <token>' metadata")
         else:
             code, message = grpc.StatusCode.PERMISSION_DENIED, "this RPC needs a token with the 'manage' scope"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             job = client.quantization.Get(pb.JobRef(id=args.job))
             print(job)
             return 0
-        for job in client.quantization.List(pb.ListJobsRequest()).jobs:
+        jobs = client.quantization.List(pb.ListJobsRequest()).jobs
+        for job in jobs:
             print(f"{job.id}  {pb.JobState.Name(job.state):<9}  {job.target_name}  {job.stage}  {job.error or job.message}")
+        if not jobs:
+            print(f"no jobs on {args.target} yet (edgeq submit starts one)", file=sys.stderr)
     return 0
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from edgeq.errors import EdgeqError, InvalidArgument
 from edgeq.runtime.registry import ModelRegistry
 from edgeq_server import dataplane
-from edgeq_server.auth import UNAUTHENTICATED, TokenTable
+from edgeq_server.auth import UNAUTHENTICATED, TokenTable, unauthenticated_message
 from edgeq_server.metrics import ServerMetrics
 from edgeq_server.rest import codec
 from edgeq_server.rest.errors import PERMISSION_DENIED, error_body, status_of
@@ -136,9 +136,10 @@ def _guard(access: Access, metrics: ServerMetrics) -> Callable[..., Awaitable[we
 async def _answer(request: web.Request, handler: Handler, endpoint: str, access: Access) -> web.StreamResponse:
     needed = access.needed(endpoint)
     if needed is not None and access.tokens is not None:
-        refusal = access.tokens.refusal(request.headers.get("Authorization", ""), needed)
+        header = request.headers.get("Authorization", "")
+        refusal = access.tokens.refusal(header, needed)
         if refusal == UNAUTHENTICATED:
-            return _error(401, "this request needs an 'Authorization: Bearer <token>' header")
+            return _error(401, unauthenticated_message(header, "this request needs an 'Authorization: Bearer <token>' header"))
         if refusal is not None:
             return _error(PERMISSION_DENIED, f"this request needs a token with the '{needed}' scope")
     try:

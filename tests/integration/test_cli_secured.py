@@ -76,6 +76,9 @@ def test_every_remote_command_on_a_secured_server(secured: ServerProcess, pki: d
     (row,) = json.loads((tmp_path / "bench.json").read_text())["rows"]
     assert row["requests"] > 5 and row["errors"] == 0
 
+    empty = edgeq("jobs", *secure)
+    assert empty.returncode == 0 and empty.stdout == "" and "no jobs on" in empty.stderr, empty.stdout + empty.stderr
+
     submitted = edgeq("submit", "--model", "timm:edgeq_vit_fmnist", "--calibration", str(fmnist_npz["calibration"]),
                       "--name", "secured-job", "--no-watch", "--no-fallback", *secure)
     assert submitted.returncode == 0, submitted.stderr

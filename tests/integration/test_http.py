@@ -183,6 +183,9 @@ def test_tokens_and_tls_guard_the_http_door(pki: dict[str, Path], tmp_path: Path
         assert call(f"{url}/v2/health/ready", context=context)[0] == 200  # probes need no token
         status, _, body = call(f"{url}/v2/models/{NAME}/infer", "POST", infer_body(), context=context)
         assert status == 401 and "Authorization: Bearer" in json.loads(body)["error"]
+        status, _, body = call(f"{url}/v2/models/{NAME}/infer", "POST", infer_body(),
+                               {"Authorization": "Bearer not-a-token-of-this-server"}, context)
+        assert status == 401 and "not one of this server's tokens" in json.loads(body)["error"]
         bearer = {"Authorization": f"Bearer {INFER}"}
         status, _, body = call(f"{url}/v2/models/{NAME}/infer", "POST", infer_body(), bearer, context)
         assert status == 200 and json.loads(body)["outputs"][1]["data"] == expected(X)["total"].ravel().tolist()

@@ -99,17 +99,22 @@ def test_tokens_and_scopes(tmp_path: Path) -> None:
         models = edgeq_pb2_grpc.ModelsStub(channel)
         inference = pb_grpc.GRPCInferenceServiceStub(channel)
 
+        details: list[str] = []
+
         def code(call, request, token: str | None) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
             metadata = [("authorization", f"Bearer {token}")] if token else []
             try:
                 call(request, metadata=metadata, timeout=10)
             except grpc.RpcError as error:
+                details.append(error.details())
                 return error.code()
             return grpc.StatusCode.OK
 
         list_models = edgeq_pb2.ListModelsRequest()
         assert code(models.List, list_models, None) == grpc.StatusCode.UNAUTHENTICATED
+        assert "needs 'authorization: Bearer <token>' metadata" in details[-1]
         assert code(models.List, list_models, "wrong-token-wrong-token") == grpc.StatusCode.UNAUTHENTICATED
+        assert "the bearer token given is not one of this server's tokens" in details[-1]  # given, but unknown
         assert code(models.List, list_models, INFER) == grpc.StatusCode.PERMISSION_DENIED
         assert code(models.List, list_models, MANAGE) == grpc.StatusCode.OK
         live = pb.ServerLiveRequest()
