@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeq.errors import InvalidArgument
@@ -32,17 +32,6 @@ class Preprocess:
         if not 0.1 <= self.crop_pct <= 1.0:
             raise InvalidArgument(f"crop_pct must be in [0.1, 1], got {self.crop_pct}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocess":
-        return cls(
-            size=tuple(data["size"]), channels=int(data.get("channels", 3)),
-            mean=tuple(data.get("mean", ())), std=tuple(data.get("std", ())),
-            crop_pct=float(data.get("crop_pct", 1.0)), interpolation=data.get("interpolation", "bilinear"),
-        )
-
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -59,13 +48,6 @@ class InputSpec:
                 f"input {self.name!r} has an unknown or invalid shape {list(self.shape)}: "
                 "give it with --input-shape, e.g. 3,224,224"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
-        return cls(name=data["name"], shape=tuple(int(d) for d in data["shape"]), dtype=data.get("dtype", "float32"))
 
 
 @dataclass
