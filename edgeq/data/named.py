@@ -22,9 +22,9 @@ import numpy as np
 
 from edgeq.archive import ArchiveLimits
 from edgeq.data.feed import pack
-from edgeq.data.npz import _open_member, read_labels
+from edgeq.data.npz import _open_member, read_labels, reading_npz
 from edgeq.data.samples import Sample
-from edgeq.errors import InvalidArgument, ResourceExhausted
+from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec
 
 
@@ -56,30 +56,25 @@ class NamedNpzSamples:
         self.dtypes: dict[str, np.dtype] = {}
         self.labels: np.ndarray | None = None
         names = [spec.name for spec in specs]
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = {m[:-4] for m in archive.namelist() if m.endswith(".npy")}
-                missing = [name for name in names if name not in members]
-                if missing:
-                    raise InvalidArgument(f"{path.name}: no array named {missing} (found {sorted(members)}); the model's "
-                                          f"inputs are {names}: one array per input, named as the input")
-                unknown = sorted(members - set(names) - {"labels"})
-                if unknown:
-                    raise InvalidArgument(f"{path.name}: arrays {unknown} match no model input (inputs: {names})")
-                for spec in specs:
-                    stream, shape, dtype, fortran = _open_member(archive, f"{spec.name}.npy", path.name, limits)
-                    stream.close()
-                    if fortran:
-                        raise InvalidArgument(f"{path.name}: '{spec.name}' is Fortran-ordered; save it C-contiguous")
-                    _check_dtype(path, spec, dtype)
-                    _check_shape(path, spec, shape)
-                    self.shapes[spec.name], self.dtypes[spec.name] = shape, dtype
-                if "labels" in members:
-                    self.labels = read_labels(archive, path.name, limits)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
-        except MemoryError as error:
-            raise ResourceExhausted(f"{path.name}: reading its arrays ran out of memory ({error})") from error
+        with reading_npz(path), zipfile.ZipFile(path) as archive:
+            members = {m[:-4] for m in archive.namelist() if m.endswith(".npy")}
+            missing = [name for name in names if name not in members]
+            if missing:
+                raise InvalidArgument(f"{path.name}: no array named {missing} (found {sorted(members)}); the model's "
+                                      f"inputs are {names}: one array per input, named as the input")
+            unknown = sorted(members - set(names) - {"labels"})
+            if unknown:
+                raise InvalidArgument(f"{path.name}: arrays {unknown} match no model input (inputs: {names})")
+            for spec in specs:
+                stream, shape, dtype, fortran = _open_member(archive, f"{spec.name}.npy", path.name, limits)
+                stream.close()
+                if fortran:
+                    raise InvalidArgument(f"{path.name}: '{spec.name}' is Fortran-ordered; save it C-contiguous")
+                _check_dtype(path, spec, dtype)
+                _check_shape(path, spec, shape)
+                self.shapes[spec.name], self.dtypes[spec.name] = shape, dtype
+            if "labels" in members:
+                self.labels = read_labels(archive, path.name, limits)
         lengths = {name: shape[0] for name, shape in self.shapes.items()}
         if len(set(lengths.values())) != 1:
             raise InvalidArgument(f"{path.name}: the arrays have different numbers of samples {lengths}")

@@ -12,6 +12,7 @@ import math
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -61,6 +62,18 @@ def _open_member(archive: zipfile.ZipFile, member: str, label: str,
     return stream, shape, dtype, fortran
 
 
+@contextmanager
+def reading_npz(path: Path) -> Iterator[None]:
+    """While an .npz's headers are read: a broken zip is the user's INVALID_ARGUMENT, a file too large
+    for memory RESOURCE_EXHAUSTED, both naming the file."""
+    try:
+        yield
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
+    except MemoryError as error:
+        raise ResourceExhausted(f"{path.name}: reading its arrays ran out of memory ({error})") from error
+
+
 def read_labels(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) -> np.ndarray:
     """The archive's `labels` member: a 1-D integer array, checked against the bytes really present."""
     stream, shape, dtype, _ = _open_member(archive, "labels.npy", label, limits)
@@ -78,20 +91,15 @@ class NpzSamples:
         self.path = path
         self.spec = spec
         self.limits = limits
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = set(archive.namelist())
-                if "inputs.npy" not in members:
-                    raise InvalidArgument(f"{path.name}: no array named 'inputs' (found {sorted(members)})")
-                stream, self.shape, self.dtype, self.fortran = _open_member(archive, "inputs.npy", path.name, limits)
-                stream.close()
-                self.labels: np.ndarray | None = None
-                if "labels.npy" in members:
-                    self.labels = read_labels(archive, path.name, limits)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise InvalidArgument(f"{path.name} is not a valid .npz (zip) file: {error}") from error
-        except MemoryError as error:
-            raise ResourceExhausted(f"{path.name}: reading its arrays ran out of memory ({error})") from error
+        with reading_npz(path), zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            if "inputs.npy" not in members:
+                raise InvalidArgument(f"{path.name}: no array named 'inputs' (found {sorted(members)})")
+            stream, self.shape, self.dtype, self.fortran = _open_member(archive, "inputs.npy", path.name, limits)
+            stream.close()
+            self.labels: np.ndarray | None = None
+            if "labels.npy" in members:
+                self.labels = read_labels(archive, path.name, limits)
         if self.dtype.kind not in _ALLOWED_INPUT_KINDS:
             raise InvalidArgument(f"{path.name}: 'inputs' has dtype {self.dtype}; expected float32 (or numeric)")
         if self.fortran:
