@@ -139,15 +139,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _import(store: Any, args: argparse.Namespace) -> int:
     """Verify and publish a bundle, measuring here which IR to serve (edgeq.runtime.choice); one line says
     what was decided. Re-importing an identical bundle keeps the recorded choice unless --choose is given."""
-    from edgeq.runtime.choice import choose, summary
+    from edgeq.runtime.choice import Mode, choose, summary
     from edgeq.store.bundle import import_bundle
 
     if args.choose and args.no_measure:
         raise InvalidArgument("give --choose int8|float or --no-measure, not both")
     if not 0 < args.measure_seconds <= 60:
         raise InvalidArgument(f"--measure-seconds {args.measure_seconds}: give 0 < seconds <= 60")
-    mode = args.choose or ("none" if args.no_measure else "measure")
-    imported = []
+    mode: Mode = args.choose or ("none" if args.no_measure else "measure")
+    imported: list[Path] = []
 
     def decide(folder: Path) -> dict[str, Any]:
         imported.append(folder)
