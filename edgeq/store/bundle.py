@@ -24,9 +24,13 @@ Decide = Callable[[Path], dict[str, Any]]  # verified version folder -> the mani
 
 
 def export_bundle(info: VersionInfo, out: Path) -> Path:
-    """Refuses a version the speed gate held back: devices should not get what the server would not serve."""
+    """Refuses a version the speed gate held back unless it carries the float IR: the gate measured
+    INT8 on the quantizing machine's CPU, and a device should not get an INT8 model that is slower
+    than float; with the float IR the device measures both on its own CPU and serves the faster
+    (edgeq.runtime.choice), which is the case the gate cannot judge (e.g. held on an AMX machine,
+    faster in INT8 on a VNNI box)."""
     held = info.held()
-    if held is not None:
+    if held is not None and not info.has_float:
         raise FailedPrecondition(f"{info.name} version {info.version} is held back from serving ({held}); "
                                  f"promote it first (edgeq models promote {info.name} --version {info.version})")
     verify_manifest(info.path)

@@ -115,6 +115,19 @@ def test_held_versions_are_stored_but_not_servable_until_promoted(tmp_path: Path
     assert export_bundle(store.get("vit", 2), tmp_path / "promoted.tar").is_file()
 
 
+def test_a_held_version_with_the_float_ir_exports_for_the_device_to_decide(tmp_path: Path) -> None:
+    from edgeq.store.repository import FLOAT_FILES
+
+    store = ModelStore(tmp_path / "a")
+    staged = _stage(store)
+    for name in FLOAT_FILES:
+        (staged / name).write_bytes(b"float")
+    held = store.publish("vit", staged, hold="INT8 at x0.90, below x1.1")
+    bundle = export_bundle(held, tmp_path / "held.tar")
+    imported = import_bundle(ModelStore(tmp_path / "b"), bundle)
+    assert imported.has_float and imported.held() is None  # the device's own choice decides what it serves
+
+
 def test_a_stale_hold_marker_never_holds_a_later_version(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     (tmp_path / "vit").mkdir()
