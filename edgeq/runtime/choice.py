@@ -85,6 +85,8 @@ def choose(folder: Path, mode: Mode = "measure", seconds: float = 1.0, rounds: i
     """The `serve` record for the version in `folder` (verified, not yet published or already so)."""
     from edgeq.compile import cpu_description
 
+    if mode not in ("measure", "int8", "float", "none"):
+        raise InvalidArgument(f"choice {mode!r}: measure, int8, float or none")
     has_float = all((folder / name).is_file() for name in FLOAT_FILES)
     try:
         report = json.loads((folder / REPORT).read_text())
@@ -97,8 +99,6 @@ def choose(folder: Path, mode: Mode = "measure", seconds: float = 1.0, rounds: i
         "min_speedup": gate, "cpu": cpu["name"], "cpu_flags": cpu["isa_flags"],
         "default_float_precision": cpu["default_inference_precision"], "openvino": cpu["openvino"],
         "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if mode not in ("measure", "int8", "float", "none"):
-        raise InvalidArgument(f"choice {mode!r}: measure, int8, float or none")
     if mode == "float" and not has_float:
         raise FailedPrecondition(f"cannot serve the float IR: {NO_FLOAT} (quantized with --no-float-ir or by an "
                                  "edgeq that did not keep it)")
@@ -108,7 +108,11 @@ def choose(folder: Path, mode: Mode = "measure", seconds: float = 1.0, rounds: i
         return {**record, "ir": mode, "why": f"chosen by hand (--choose {mode})"}
     if mode == "none":
         return {**record, "why": "not measured (--no-measure): INT8 by default"}
-    int8_rate, float_rate, precision = measure(folder, seconds, rounds)
+    try:
+        int8_rate, float_rate, precision = measure(folder, seconds, rounds)
+    except RuntimeError as error:  # OpenVINO cannot read or compile one of the IRs on this machine
+        raise FailedPrecondition(f"cannot measure the INT8 and float IRs on this CPU ({str(error).splitlines()[0]}); "
+                                 "import with --choose int8|float or --no-measure") from None
     ratio = int8_rate / float_rate
     won = int8_wins(ratio, gate)
     need = (f"x{gate:g}, the version's speed gate" if gate is not None else "x1 (INT8 must be faster)")
