@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,16 @@ def test_a_bundle_without_the_float_ir_imports_as_int8(bundle: Path, tmp_path: P
     served, parameters = _serve_rows(tmp_path / "edge", rows)
     np.testing.assert_allclose(served, _run_ir(info.path, ("model.xml", "model.bin"), rows), rtol=0, atol=1e-5)
     assert parameters["ir"] == "int8" and parameters["ir_choice"] == NO_FLOAT
+
+
+def test_an_ir_openvino_cannot_compile_is_a_clear_error(tmp_path: Path) -> None:
+    from edgeq.errors import FailedPrecondition
+    from edgeq.runtime.choice import choose
+
+    (tmp_path / "model.xml").write_text("<net/>")
+    (tmp_path / "model.bin").write_bytes(b"")
+    for name in FLOAT_FILES:
+        (tmp_path / name).write_bytes(b"not an IR")
+    with pytest.raises(FailedPrecondition, match=re.escape("--choose int8|float or --no-measure")):
+        choose(tmp_path, "measure", seconds=0.1)
+    assert choose(tmp_path, "none")["ir"] == "int8"
