@@ -67,6 +67,7 @@ def quantize(
     batch_sizes: tuple[int, ...] = (1,),
     min_speedup: float = 1.1,
     force_promote: bool = False,
+    no_float_ir: bool = False,
     on_event: Callable[[ProgressEvent], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     search_workers: int | None = None,
@@ -84,7 +85,8 @@ def quantize(
       range; its help says what it does): the metric and accuracy budget (`metric`, `max_drop`,
       `relative`), the recipe (`preset`, `rules`, `subset_size`, `smooth_quant_alpha`, `auto`),
       the fallback (`no_fallback`, `time_budget`, `max_iterations`), the speed table and gate
-      (`speed_seconds`, `batch_sizes`, `min_speedup`, `force_promote`).
+      (`speed_seconds`, `batch_sizes`, `min_speedup`, `force_promote`), whether the version
+      carries the float IR for the serving machine to measure against (`no_float_ir`).
     - `on_event` receives progress events; `cancelled` is polled and stops the job when true;
       `search_workers` caps parallel `auto` candidates (default: one per core).
 

@@ -111,6 +111,10 @@ class QuantizeOptions(BaseModel):
         1.1, "speed gate vs the default float model: a slower INT8 version is stored but not served (0: no gate)",
         ge=0, le=1000)
     force_promote: bool = option(False, "serve the version even if it misses the speed gate", flag="--force")
+    # what the version carries
+    no_float_ir: bool = option(
+        False, "leave the float IR (FP16 weights) out of the version: an edge box importing it then serves INT8 "
+               "without measuring which is faster on its CPU")
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -7,12 +7,14 @@
 #   options: --root DIR (install under DIR, for tests/images) --dry-run --no-systemd --no-smoke
 #            --package SPEC (what pip installs, default: edgeq) --port 8001 --http-port 8000 --user edgeq
 #   --from a secured server: --token-file (the bare token; or EDGEQ_TOKEN), --ca (TLS), --cert/--key (mTLS)
+#   which IR to serve: measured here by default (INT8 against the float IR, on this CPU); --choose int8|float
+#            or --no-measure (INT8) skip measuring; --measure-seconds S per IR and round (default 1)
 #
 # Safe to re-run: the same bundle installs once; a tampered bundle is refused and nothing changes.
 set -euo pipefail
 
 ROOT=""; BUNDLE=""; FROM=""; MODEL=""; VERSION=0; DRY=0; SYSTEMD=1; SMOKE=1; PORT=8001; HTTP_PORT=8000; USER_NAME=edgeq
-PACKAGE="${EDGEQ_PACKAGE:-edgeq}"; PYTHON="${PYTHON:-python3}"; CONNECT=()
+PACKAGE="${EDGEQ_PACKAGE:-edgeq}"; PYTHON="${PYTHON:-python3}"; CONNECT=(); CHOICE=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="$2"; shift 2 ;;
@@ -28,10 +30,13 @@ while [ $# -gt 0 ]; do
     --ca) CONNECT+=(--ca "$2"); shift 2 ;;
     --cert) CONNECT+=(--cert "$2"); shift 2 ;;
     --key) CONNECT+=(--key "$2"); shift 2 ;;
+    --choose) CHOICE+=(--choose "$2"); shift 2 ;;
+    --no-measure) CHOICE+=(--no-measure); shift ;;
+    --measure-seconds) CHOICE+=(--measure-seconds "$2"); shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --no-systemd) SYSTEMD=0; shift ;;
     --no-smoke) SMOKE=0; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -68,9 +73,10 @@ if [ -z "$BUNDLE" ]; then
   fi
 fi
 
-# 3. verify every sha256 in the manifest and publish atomically (re-runs are no-ops)
+# 3. verify every sha256 in the manifest, measure which IR this CPU serves faster (INT8 or float),
+#    publish atomically with that choice recorded (re-runs are no-ops)
 run mkdir -p "$STORE"
-run "$VENV/bin/edgeq" models import "$BUNDLE" --store "$STORE"
+run "$VENV/bin/edgeq" models import "$BUNDLE" --store "$STORE" ${CHOICE[@]+"${CHOICE[@]}"}
 
 # 4. the systemd unit: unprivileged user, read-only store, restart on failure
 UNIT_TEXT="[Unit]

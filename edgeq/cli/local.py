@@ -47,14 +47,22 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return exits.OK if result.budget_met else exits.BUDGET_NOT_MET
 
 
-def _row(name: str, version: int, held: str | None, report: dict[str, Any]) -> dict[str, Any]:
+def _row(name: str, version: int, held: str | None, report: dict[str, Any],
+         serves: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`serves`: which IR a local store serves and why (a server's listing does not say)."""
     from edgeq.report.model import Report
 
     read = Report.read(report)
     acc = read.accuracy if read else None
     return {"name": name, "version": version, "held": held or None, "metric": acc and acc.metric,
             "float": acc and acc.float, "int8": acc and acc.final, "met": acc and acc.met,
-            "source": read and read.model.source}
+            "source": read and read.model.source, "serves": serves}
+
+
+def _serves(info: Any) -> dict[str, Any]:
+    """The IR a local store's server loads for `info` (edgeq.store.VersionInfo), with the recorded choice."""
+    return {"ir": info.served_ir, "float_ir": info.has_float, **{k: v for k, v in (info.serve_choice() or {}).items()
+                                                                  if k != "ir"}}
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -64,8 +72,10 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     for row in rows:
         score = f"{row['metric']} {row['float']:.4f} -> {row['int8']:.4f}" if row["metric"] else ""
         held = f"  HELD: {row['held']}" if row["held"] else ""
+        serves = row.get("serves")
+        ir = f"  serves {serves['ir']}" + (f" ({serves['why']})" if serves.get("why") else "") if serves else ""
         print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  "
-              f"{row['source']}{held}")
+              f"{row['source']}{held}{ir}")
 
 
 def _models_on_server(args: argparse.Namespace) -> int:
@@ -107,7 +117,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         raise NotFound(f"no model store at {args.store} (edgeq quantize --store DIR creates one)")
     store = ModelStore(args.store)
     if args.action == "list":
-        _print_rows([_row(name, info.version, info.held(), info.report())
+        _print_rows([_row(name, info.version, info.held(), info.report(), _serves(info))
                      for name in store.names() for info in store.versions(name)], args.json)
         return exits.OK
     if args.action == "show":
@@ -115,11 +125,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(info.report(), indent=2))
         return exits.OK
     if args.action == "import":
-        from edgeq.store.bundle import import_bundle
-
-        info = import_bundle(store, Path(args.model), args.name)
-        print(f"imported {info.name} version {info.version} into {args.store}")
-        return exits.OK
+        return _import(store, args)
     if args.action == "promote":
         info = store.promote(args.model, args.version)
         print(f"{info.name} version {info.version} promoted: servers of this store load it on their next refresh")
@@ -128,6 +134,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     return exits.FAILED if problems else exits.OK
+
+
+def _import(store: Any, args: argparse.Namespace) -> int:
+    """Verify and publish a bundle, measuring here which IR to serve (edgeq.runtime.choice); one line says
+    what was decided. Re-importing an identical bundle keeps the recorded choice unless --choose is given."""
+    from edgeq.runtime.choice import Mode, choose, summary
+    from edgeq.store.bundle import import_bundle
+
+    if args.choose and args.no_measure:
+        raise InvalidArgument("give --choose int8|float or --no-measure, not both")
+    if not 0 < args.measure_seconds <= 60:
+        raise InvalidArgument(f"--measure-seconds {args.measure_seconds}: give 0 < seconds <= 60")
+    mode: Mode = args.choose or ("none" if args.no_measure else "measure")
+    imported: list[Path] = []
+
+    def decide(folder: Path) -> dict[str, Any]:
+        imported.append(folder)
+        return choose(folder, mode, seconds=args.measure_seconds)
+
+    info = import_bundle(store, Path(args.model), args.name, decide)
+    if not imported and args.choose and (info.serve_choice() or {}).get("ir") != args.choose:
+        info = store.record_serve_choice(info, choose(info.path, args.choose))
+    again = "" if imported else " (already there)"
+    print(f"imported {info.name} version {info.version} into {args.store}{again}: "
+          f"{summary(info.serve_choice() or {'why': 'no choice recorded'})}")
+    return exits.OK
 
 
 def add_commands(commands: Any) -> None:
@@ -152,5 +184,11 @@ def add_commands(commands: Any) -> None:
     models.add_argument("--version", type=int, help="version (show: default the latest; promote: required)")
     models.add_argument("--store", type=existing_or_new_folder, help="local model store folder")
     models.add_argument("--json", action="store_true", help="list as JSON")
+    serving = models.add_argument_group("import: which IR to serve (default: measure INT8 and float on this CPU, "
+                                        "serve the faster within the version's speed gate)")
+    serving.add_argument("--choose", choices=["int8", "float"], help="serve this IR without measuring")
+    serving.add_argument("--no-measure", action="store_true", help="serve INT8 without measuring (recorded as such)")
+    serving.add_argument("--measure-seconds", type=float, default=1.0,
+                         help="seconds per IR in each of 3 alternating rounds (default: 1.0)")
     add_connection_flags(models, "a server's models instead of a local store (HOST:PORT)", default_target=None)
     models.set_defaults(func=cmd_models)

@@ -18,6 +18,7 @@ import openvino as ov
 from edgeq.compile import compile_cpu
 from edgeq.data import feed
 from edgeq.report.model import SpeedRow, SpeedSection
+from edgeq.runtime.throughput import throughput as _throughput
 
 
 @dataclass(frozen=True)
@@ -25,26 +26,6 @@ class SpeedSettings:
     batch_sizes: tuple[int, ...] = (1,)
     seconds_per_round: float = 1.0
     rounds: int = 3
-
-
-def _throughput(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], seconds: float) -> float:
-    queue = ov.AsyncInferQueue(compiled)
-    done = 0
-
-    def count(_request: ov.InferRequest, _data: Any) -> None:
-        nonlocal done
-        done += 1
-
-    queue.set_callback(count)
-    for _ in range(len(queue)):  # warm-up
-        queue.start_async(batch)
-    queue.wait_all()
-    done = 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        queue.start_async(batch)
-    queue.wait_all()
-    return done * len(next(iter(batch.values()))) / (time.perf_counter() - started)
 
 
 def _latency_ms(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], seconds: float) -> float:

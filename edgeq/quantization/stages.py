@@ -37,6 +37,7 @@ from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, Da
 from edgeq.sources import load_model
 from edgeq.sources.spec import LoadedModel
 from edgeq.store import ModelStore, VersionInfo
+from edgeq.store.repository import save_float_ir
 
 if TYPE_CHECKING:
     from edgeq.quantization.pipeline import QuantizeRequest
@@ -360,6 +361,8 @@ def save(ctx: Context) -> SizeSection:
     ctx.emit("report", 0.9, "writing the report")
     ctx.staged = ctx.store.staging_dir()
     ov.save_model(ctx.final.model, str(ctx.staged / "model.xml"), compress_to_fp16=False)
+    if not ctx.request.options.no_float_ir:  # the serving machine measures both (edgeq.runtime.choice)
+        save_float_ir(ctx.float_model, ctx.staged)
     float_bytes, int8_bytes = timing.model_size_bytes(ctx.float_model), (ctx.staged / "model.bin").stat().st_size
     return SizeSection(float_bytes, int8_bytes, float_bytes / max(1, int8_bytes))
 

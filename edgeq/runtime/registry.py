@@ -149,7 +149,7 @@ class ModelRegistry:
         """The model as stored and, where its batch is the only dynamic dimension, a static batch-1 copy."""
         from edgeq.compile import compile_cpu, core
 
-        model = core().read_model(str(info.xml))
+        model = core().read_model(*map(str, info.served_files()))  # the IR this store chose (edgeq.runtime.choice)
         properties = self.config.compile_properties()
         shapes = [port.get_partial_shape() for port in model.inputs]
         copy = self.config.static_batch_one and all(
@@ -177,6 +177,8 @@ class ModelRegistry:
         properties = {key: _text(compiled.get_property(key)) for key in RUNTIME_PROPERTIES}
         properties["infer_requests"] = str(engine.slots)
         properties["static_batch_one"] = str(single is not None).lower()
+        properties["ir"] = info.served_ir  # int8 or float, and why: shown in ModelConfig's parameters
+        properties["ir_choice"] = str((info.serve_choice() or {}).get("why", "no choice recorded: INT8"))
         loaded = LoadedVersion(info.name, info.version, compiled, engine, _tensor_specs(compiled.inputs), outputs,
                                stats, properties)
         log.info("loaded %s version %d (%s)", info.name, info.version,

@@ -21,6 +21,13 @@ from edgeq.names import check_model_name, check_version
 MANIFEST = "manifest.json"
 REPORT = "edgeq.json"
 MODEL_FILES = ("model.xml", "model.bin")
+# The float IR beside the INT8 one, so the edge box can measure both and serve the faster
+# (edgeq.runtime.choice). Not named *.xml/*.bin: OpenVINO Model Server loads the first .xml and the
+# first .bin it finds in a version folder (directory order), so a second IR under those suffixes
+# could make it serve the float graph, or pair one IR's graph with the other's weights. OpenVINO
+# reads these names when given both paths (`Core.read_model(xml, bin)`).
+FLOAT_FILES = ("float.xml.alt", "float.bin.alt")
+SERVE = "serve"  # the manifest field with the edge box's choice of IR (edgeq.runtime.choice.ServeChoice)
 STAGING = ".staging"
 HELD_SUFFIX = ".held"
 OVMS_CONFIG = "config.json"  # OpenVINO Model Server's multi-model configuration (`ovms --config_path`)
@@ -81,6 +88,25 @@ def verify_manifest(directory: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
+def check_float_pair(directory: Path) -> None:
+    """A float IR is both its files or neither: half of one is a broken version."""
+    present = [name for name in FLOAT_FILES if (directory / name).is_file()]
+    if len(present) == 1:
+        raise InvalidArgument(f"{directory}: {present[0]} without {(set(FLOAT_FILES) - set(present)).pop()}")
+
+
+def save_float_ir(model: Any, directory: Path) -> None:
+    """`model` (an openvino.Model) as the version's float IR, weights stored in FP16 to halve the
+    size: the CPU plugin decompresses them at load and still runs its default float precision
+    (BF16 where the CPU has it, FP32 elsewhere), which is the float the edge box compares INT8 with."""
+    import openvino as ov
+
+    xml = directory / ".float.xml"
+    ov.save_model(model, str(xml), compress_to_fp16=True)
+    os.rename(xml, directory / FLOAT_FILES[0])
+    os.rename(xml.with_suffix(".bin"), directory / FLOAT_FILES[1])
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     name: str
@@ -106,6 +132,26 @@ class VersionInfo:
     @property
     def xml(self) -> Path:
         return self.path / "model.xml"
+
+    @property
+    def has_float(self) -> bool:
+        return all((self.path / name).is_file() for name in FLOAT_FILES)
+
+    def serve_choice(self) -> dict[str, Any] | None:
+        """What this store decided to serve, and why (the manifest's `serve`; None: nothing decided)."""
+        choice = self.manifest().get(SERVE)
+        return dict(choice) if isinstance(choice, dict) else None
+
+    @property
+    def served_ir(self) -> str:
+        """"float" when the recorded choice says so and the float IR is here; "int8" otherwise."""
+        choice = self.serve_choice() or {}
+        return "float" if choice.get("ir") == "float" and self.has_float else "int8"
+
+    def served_files(self) -> tuple[Path, Path]:
+        """(graph, weights) of the IR a server of this store loads."""
+        names = FLOAT_FILES if self.served_ir == "float" else MODEL_FILES
+        return self.path / names[0], self.path / names[1]
 
     @property
     def hold_marker(self) -> Path:
@@ -227,6 +273,7 @@ class ModelStore:
         missing = [f for f in MODEL_FILES if not (staged / f).is_file()]
         if missing:
             raise FailedPrecondition(f"cannot publish {name!r}: staged version lacks {missing}")
+        check_float_pair(staged)
         write_manifest(staged, {**(manifest_extra or {}), **({"job": job} if job else {})})
         _fsync_tree(staged)
         with self._lock():
@@ -248,6 +295,19 @@ class ModelStore:
             self._write_ovms_config()
             _fsync_dir(self.root)
         return VersionInfo(name, version, target)
+
+    def record_serve_choice(self, info: VersionInfo, choice: dict[str, Any]) -> VersionInfo:
+        """Replace the recorded choice of IR of a published version (`edgeq models import --choose`
+        on a version already here). The manifest is rewritten atomically, its file list unchanged;
+        a server that has the version loaded keeps what it loaded until it loads the version again."""
+        if self.read_only:
+            raise FailedPrecondition(f"the store {self.root} is read-only here; record choices where it is written")
+        with self._lock():
+            manifest = verify_manifest(info.path)
+            manifest[SERVE] = choice
+            _write_atomically(info.path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+            _fsync_dir(info.path)
+        return info
 
     def promote(self, name: str, version: int) -> VersionInfo:
         """Serve a held version after all (the user's override of the speed gate)."""

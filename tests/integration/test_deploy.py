@@ -40,6 +40,7 @@ def edge_root(wheel: Path, bundle: Path, tmp_path_factory: pytest.TempPathFactor
                           "--no-systemd"], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "smoke test passed" in run.stdout
+    assert "imported vit-fmnist version 1 into" in run.stdout and "INT8 " in run.stdout  # measured on this CPU
     return root
 
 
@@ -59,6 +60,17 @@ def test_serve_only_install_has_no_torch_nncf_or_timm(edge_root: Path, tmp_path:
     (tmp_path / "venv-size.txt").write_text(size)
     print(f"serve-only venv: {size} MB")
     assert int(size) < 1500
+
+
+def test_install_records_which_ir_this_cpu_serves(edge_root: Path) -> None:
+    """The serve-only runtime (no NNCF, no quantization package) measured INT8 against float here."""
+    from edgeq.compile import cpu_description
+
+    info = ModelStore(edge_root / "var/lib/edgeq/models").get("vit-fmnist")
+    choice = info.serve_choice()
+    assert choice is not None and choice["measured"] is True and choice["ir"] == info.served_ir
+    assert choice["int8_per_s"] > 0 and choice["float_per_s"] > 0
+    assert choice["cpu_flags"] == cpu_description()["isa_flags"]
 
 
 def test_serve_only_server_refuses_quantization_plainly(edge_root: Path, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from tests.integration.quantize_helpers import assert_float_where_the_rules_say,
 def test_timm_model_publishes_a_complete_version(fmnist_result) -> None:  # type: ignore[no-untyped-def]
     path = fmnist_result.path
     assert fmnist_result.version == 1
-    assert {p.name for p in path.iterdir()} == {"model.xml", "model.bin", "edgeq.json", "report.html", "manifest.json"}
+    assert {p.name for p in path.iterdir()} == {"model.xml", "model.bin", "edgeq.json", "report.html", "manifest.json",
+                                                "float.xml.alt", "float.bin.alt"}  # the float IR: edgeq.runtime.choice
     report = json.loads((path / "edgeq.json").read_text())
     accuracy = report["accuracy"]
     assert accuracy["metric"] == "top1" and accuracy["float_precision"] == "f32"

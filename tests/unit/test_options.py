@@ -27,7 +27,7 @@ NON_DEFAULT: dict[str, Any] = {
     "activations_range": "minmax", "no_transformer": True, "auto": True, "ranking_samples": 50,
     "search_calibration": 20, "no_fallback": True, "time_budget": 120.0, "max_iterations": 5, "ranking_subset": 40,
     "sensitivity_samples": 2, "speed_seconds": 0.0, "speed_rounds": 1, "batch_sizes": (1, 8), "min_speedup": 0.0,
-    "force_promote": True,
+    "force_promote": True, "no_float_ir": True,
 }
 NEEDS = {"mean": {"image_size": (32, 32)}, "std": {"image_size": (32, 32)}}  # set together
 JOB = ["--model", "timm:edgeq_vit_fmnist", "--calibration", "c.npz", "--name", "m"]

@@ -115,6 +115,19 @@ def test_held_versions_are_stored_but_not_servable_until_promoted(tmp_path: Path
     assert export_bundle(store.get("vit", 2), tmp_path / "promoted.tar").is_file()
 
 
+def test_a_held_version_with_the_float_ir_exports_for_the_device_to_decide(tmp_path: Path) -> None:
+    from edgeq.store.repository import FLOAT_FILES
+
+    store = ModelStore(tmp_path / "a")
+    staged = _stage(store)
+    for name in FLOAT_FILES:
+        (staged / name).write_bytes(b"float")
+    held = store.publish("vit", staged, hold="INT8 at x0.90, below x1.1")
+    bundle = export_bundle(held, tmp_path / "held.tar")
+    imported = import_bundle(ModelStore(tmp_path / "b"), bundle)
+    assert imported.has_float and imported.held() is None  # the device's own choice decides what it serves
+
+
 def test_a_stale_hold_marker_never_holds_a_later_version(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     (tmp_path / "vit").mkdir()
@@ -166,3 +179,20 @@ def test_config_json_serves_in_ovms_what_edgeq_serves(tmp_path: Path) -> None:
     assert _ovms_layout_problems(tmp_path) == []
     (tmp_path / "vit" / "1" / "extra.xml").write_text("<xml/>")
     assert _ovms_layout_problems(tmp_path)  # the check itself sees a broken version
+
+
+def test_half_a_float_ir_is_refused_and_a_version_without_one_serves_int8(tmp_path: Path) -> None:
+    from edgeq.store.repository import FLOAT_FILES
+
+    store = ModelStore(tmp_path)
+    staged = _stage(store)
+    (staged / FLOAT_FILES[0]).write_bytes(b"<xml/>")
+    with pytest.raises(InvalidArgument, match=FLOAT_FILES[1]):
+        store.publish("vit", staged)
+    plain = store.publish("vit", _stage(store))
+    assert (plain.served_ir, plain.has_float, plain.serve_choice()) == ("int8", False, None)
+    assert plain.served_files() == (plain.path / "model.xml", plain.path / "model.bin")
+    # a recorded choice of float without the float IR still serves INT8
+    store.record_serve_choice(plain, {"ir": "float", "why": "by hand"})
+    assert plain.serve_choice() == {"ir": "float", "why": "by hand"} and plain.served_ir == "int8"
+    assert store.validate() == []
