@@ -80,7 +80,8 @@ class QuantizeOptions(BaseModel):
     # the recipe
     preset: Preset = option("performance", "NNCF quantization preset", proto="recipe.preset")
     rules: tuple[Annotated[str, Field(min_length=1, max_length=1024)], ...] | None = option(
-        None, "ignored-scope rule (repeatable): layernorm, softmax, attention, head, type:OP, name:REGEX, "
+        None, "ignored-scope rule (repeatable): layernorm, softmax, attention, head, patch-embed, qkv, proj, fc1, "
+              "fc2, type:OP, name:REGEX, "
               "subgraph:IN->OUT; default: layernorm, softmax and attention", proto="recipe.rules", flag="--rule",
         max_length=256)  # () from Python: no rules (an empty repeated field on the wire is "unset")
     subset_size: int = option(300, "calibration samples", proto="recipe.subset_size", ge=1, le=MAX_SAMPLES)

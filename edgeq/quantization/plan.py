@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from edgeq.errors import InternalError
+from edgeq.errors import InternalError, InvalidArgument
 from edgeq.quantization import ptq, rules
 from edgeq.quantization import speed as timing
 from edgeq.quantization.accuracy import Budget
@@ -166,7 +166,8 @@ def _measure(job: PlanJob, models: dict[str, ov.Model]) -> tuple[dict[str, float
 def plan(job: PlanJob, groups: dict[str, list[str]], base: list[str], fixed: list[str]) -> Planned:
     """Measure the groups' gains, try the greedy plans, choose (see the module docstring)."""
     if not groups:
-        raise InternalError("no layer group to plan: every group is in the recipe's rules or matches no node")
+        raise InvalidArgument(f"--plan: no layer group ({', '.join(PLAN_GROUPS)}) of this model is left to plan: each "
+                              "matches no node or is in the recipe's rules")
     job.work.mkdir(parents=True, exist_ok=True)
     irs, _ = ptq.shared_smoothing(job.work / "smoothing", job.float_xml, job.calibration_npy, [job.recipe],
                                   job.cancelled)

@@ -77,8 +77,8 @@ class Rule:
         if kind == "subgraph" and "->" in value:
             return cls("subgraph", value, f"subgraph {value} in float")
         raise InvalidArgument(
-            f"unknown ignored-scope rule {text!r}: use layernorm, softmax, attention, type:OP, name:REGEX "
-            "or subgraph:IN1,IN2->OUT1"
+            f"unknown ignored-scope rule {text!r}: use layernorm, softmax, attention, head, patch-embed, qkv, proj, "
+            "fc1, fc2, type:OP, name:REGEX or subgraph:IN1,IN2->OUT1"
         )
 
     def __str__(self) -> str:
