@@ -39,10 +39,10 @@ from edgeq.quantization import speed as timing
 from edgeq.quantization.accuracy import Budget
 from edgeq.quantization.isolated import run_tasks
 from edgeq.quantization.recipe import Recipe
-from edgeq.report.model import GroupGain, PlanRow, PlanSection
+from edgeq.report.model import FLOAT_DEFAULT, GroupGain, PlanRow, PlanSection
 
 PLAN_GROUPS = ("patch-embed", "qkv", "attention", "proj", "fc1", "fc2", "head")
-FLOAT_DEFAULT, ALL_INT8 = "float default", "all INT8"
+ALL_INT8 = "all INT8"
 FP32_PER_GROUP = (
     "a group kept in float runs in the CPU plugin's default float precision; FP32 for one group under a "
     "BF16 default is not offered: the plugin keeps a node in f32 when its rt_info disables precision "

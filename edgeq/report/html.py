@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.report.model import PlanSection, Report
+from edgeq.report.model import FLOAT_DEFAULT, PlanSection, Report
 from edgeq.report.summary import candidate_label, candidate_outcome, short_name
 
 
@@ -56,22 +56,26 @@ def sqnr_figure(rows: list[LayerRow], limit: int = 40) -> Any:
 
 
 def plan_figure(plan: PlanSection, metric: str) -> Any:
-    """Speed against accuracy of every precision plan tried; the front joined, the chosen one ringed."""
+    """Speed against accuracy of every precision plan tried: the front joined and named, the chosen plan
+    ringed, the float default a square (the table names the rest)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.2))
     axis = figure.subplots()
     rows = sorted(plan.plans, key=lambda row: row.speedup_vs_default)
-    axis.scatter([r.speedup_vs_default for r in rows], [r.score for r in rows],
-                 c=["#27ae60" if r.within_budget else "#c0392b" for r in rows], zorder=3)
+    for marker, chosen in (("s", [r for r in rows if r.plan == FLOAT_DEFAULT]), ("o", [r for r in rows if r.plan != FLOAT_DEFAULT])):
+        axis.scatter([r.speedup_vs_default for r in chosen], [r.score for r in chosen], marker=marker, zorder=3,
+                     c=["#27ae60" if r.within_budget else "#c0392b" for r in chosen])
     front = [r for r in rows if r.on_front]
     axis.plot([r.speedup_vs_default for r in front], [r.score for r in front], color="#888", lw=1, zorder=2)
     for r in rows:
-        axis.annotate(r.plan, (r.speedup_vs_default, r.score), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if r.on_front or r.chosen or r.plan == FLOAT_DEFAULT:
+            axis.annotate(r.plan, (r.speedup_vs_default, r.score), fontsize=7, xytext=(4, 3), textcoords="offset points")
         if r.chosen:
             axis.scatter([r.speedup_vs_default], [r.score], s=180, facecolors="none", edgecolors="#222", zorder=4)
     axis.axvline(1.0, color="#aaa", ls="--", lw=1)
-    axis.set_xlabel(f"throughput vs the float default ({plan.float_default_precision})")
+    axis.margins(x=0.2, y=0.1)
+    axis.set_xlabel(f"throughput vs the float default ({plan.float_default_precision}, square)")
     axis.set_ylabel(metric)
     axis.set_title("Precision plans: green within the budget, line = front, ring = chosen")
     axis.grid(alpha=0.3)

@@ -85,6 +85,9 @@ class GroupGain:
     score_recovered: float  # score_in_float minus the all-INT8 score: what INT8 on this group costs
 
 
+FLOAT_DEFAULT = "float default"  # the PlanRow of the float model itself, at the CPU's default precision
+
+
 @dataclass
 class PlanRow:
     """One precision plan tried: which layer groups stay in float, its speed and accuracy."""

@@ -19,7 +19,7 @@ import edgeq
 from edgeq.compile import compile_cpu, core
 from edgeq.quantization import rules
 from edgeq.quantization.graph import quantized_ops
-from edgeq.quantization.plan import FLOAT_DEFAULT
+from edgeq.report.model import FLOAT_DEFAULT
 from edgeq.sources import load_model
 
 GROUPS = ["patch-embed", "qkv", "proj", "fc1", "fc2", "head"]

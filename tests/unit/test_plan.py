@@ -1,8 +1,8 @@
 """The pure parts of `--plan`: the order groups go to float, the front, the choice and its reason."""
 
 from edgeq.quantization.accuracy import Budget
-from edgeq.quantization.plan import FLOAT_DEFAULT, choose, front, greedy_order
-from edgeq.report.model import GroupGain, PlanRow
+from edgeq.quantization.plan import choose, front, greedy_order
+from edgeq.report.model import FLOAT_DEFAULT, GroupGain, PlanRow
 
 
 def _row(plan: str, speedup: float, score: float, budget: Budget = Budget(0.01)) -> PlanRow:
