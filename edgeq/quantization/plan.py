@@ -183,7 +183,8 @@ def plan(job: PlanJob, groups: dict[str, list[str]], base: list[str], fixed: lis
                        scores[c.name], scores[c.name] - scores[ALL_INT8]) for c in first[1:]]
 
     order = greedy_order(gains)
-    second = [candidate(tuple(order[:k])) for k in range(2, len(order) + 1)]
+    # Every group in float is the float model run through NNCF: not an INT8 plan (the float default row is it).
+    second = [candidate(tuple(order[:k])) for k in range(2, min(len(order), len(groups) - 1) + 1)]
     if second:  # timed beside the float default again: a plan's speed-up is always against its own run
         more_scores, more, _ = _measure(job, _quantize(job, job.work / "round2", second, smoothed))
         scores |= more_scores
