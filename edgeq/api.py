@@ -57,6 +57,7 @@ def quantize(
     auto: bool = False,
     ranking_samples: int = 300,
     search_calibration: int = 100,
+    plan: bool = False,
     no_fallback: bool = False,
     time_budget: float = 600.0,
     max_iterations: int = 30,
@@ -83,7 +84,7 @@ def quantize(
       Without `validation`, `holdout_fraction` of the calibration set is held out.
     - Every other keyword is a field of `edgeq.options.QuantizeOptions` (same name, default and
       range; its help says what it does): the metric and accuracy budget (`metric`, `max_drop`,
-      `relative`), the recipe (`preset`, `rules`, `subset_size`, `smooth_quant_alpha`, `auto`),
+      `relative`), the recipe (`preset`, `rules`, `subset_size`, `smooth_quant_alpha`, `auto`, `plan`),
       the fallback (`no_fallback`, `time_budget`, `max_iterations`), the speed table and gate
       (`speed_seconds`, `batch_sizes`, `min_speedup`, `force_promote`), whether the version
       carries the float IR for the serving machine to measure against (`no_float_ir`).

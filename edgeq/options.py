@@ -80,7 +80,8 @@ class QuantizeOptions(BaseModel):
     # the recipe
     preset: Preset = option("performance", "NNCF quantization preset", proto="recipe.preset")
     rules: tuple[Annotated[str, Field(min_length=1, max_length=1024)], ...] | None = option(
-        None, "ignored-scope rule (repeatable): layernorm, softmax, attention, head, type:OP, name:REGEX, "
+        None, "ignored-scope rule (repeatable): layernorm, softmax, attention, head, patch-embed, qkv, proj, fc1, "
+              "fc2, type:OP, name:REGEX, "
               "subgraph:IN->OUT; default: layernorm, softmax and attention", proto="recipe.rules", flag="--rule",
         max_length=256)  # () from Python: no rules (an empty repeated field on the wire is "unset")
     subset_size: int = option(300, "calibration samples", proto="recipe.subset_size", ge=1, le=MAX_SAMPLES)
@@ -94,6 +95,10 @@ class QuantizeOptions(BaseModel):
     ranking_samples: int = option(300, "subset size for --auto", ge=1, le=MAX_SAMPLES)
     search_calibration: int = option(
         100, "--auto's first round: calibration samples per candidate (finalists get them all)", ge=1, le=MAX_SAMPLES)
+    plan: bool = option(
+        False, "choose per layer group (patch-embed, qkv, attention, proj, fc1, fc2, head) between INT8 and the "
+               "CPU's default float by speed and accuracy measured on this CPU: the fastest plan within --max-drop "
+               "(the version is held when no plan beats the float default)")
     # fallback when plain PTQ misses the budget
     no_fallback: bool = option(False, "never run the accuracy fallback")
     time_budget: float = option(
@@ -148,6 +153,8 @@ class QuantizeOptions(BaseModel):
             raise InvalidArgument("invalid option image_size: H,W is needed with mean/std")
         if self.mean and self.std and len(self.mean) != len(self.std):
             raise InvalidArgument(f"invalid option std: {len(self.std)} values, mean has {len(self.mean)}")
+        if self.plan and self.speed_seconds == 0:
+            raise InvalidArgument("invalid option speed_seconds: --plan times its plans, give it seconds (not 0)")
         if self.channels not in (1, 3):
             raise InvalidArgument(f"invalid option {'mean' if self.mean else 'std'}: 1 or 3 values (image channels)")
         return self

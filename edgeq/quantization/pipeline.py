@@ -1,6 +1,6 @@
 """One quantization job from import to publish, emitting progress events.
 
-import → data → float reference (true FP32) → [recipe search] → PTQ with ignored-scope rules → accuracy
+import → data → float reference (true FP32) → [recipe search] → [precision plan per layer group] → PTQ with ignored-scope rules → accuracy
 → [accuracy-aware fallback: re-quantization, then accuracy control in a child process] → analysis (SQNR,
 attention maps) → speed → report → publish; the stages themselves are in edgeq.quantization.stages.
 """
@@ -107,6 +107,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         model, data = stages.load(ctx), stages.read_data(ctx)
         stages.reference(ctx)
         search = stages.search(ctx)
+        plan = stages.plan(ctx)
         rules = stages.quantize(ctx)
         fallback = stages.restore_accuracy(ctx)
         layers = stages.analyse(ctx)
@@ -114,7 +115,7 @@ def run(request: QuantizeRequest, on_event: EventSink = ignore,
         size = stages.save(ctx)
         report = Report(__version__, datetime.now(timezone.utc).isoformat(timespec="seconds"), model, data, ctx.recipe,
                         search, rules, stages.score(ctx), fallback, layers, size, speed, speed_gate, ctx.cpu,
-                        stages.timings(ctx), ctx.warnings)
+                        stages.timings(ctx), ctx.warnings, plan)
         info = stages.publish(ctx, report)
         return QuantizeResult(request.name, info.version, info.path, report)
     finally:

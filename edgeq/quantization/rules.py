@@ -6,8 +6,13 @@ matches nothing; ONNX exports spell LayerNorm as a ReduceMean/Sub/Pow/Sqrt/Div c
 resolves each rule to node names itself, reports what every rule matched, and hands NNCF an
 `IgnoredScope(names=...)` that is exactly that.
 
-Rule kinds (`Rule.parse`): `layernorm`, `softmax`, `attention`, `head`, `type:Gelu`, `name:<regex>`,
-`subgraph:<in1>,<in2>-><out1>` (every node on a path from the inputs to the outputs).
+Rule kinds (`Rule.parse`): `layernorm`, `softmax`, `attention`, `head`, the transformer layer groups
+`patch-embed`, `qkv`, `proj`, `fc1`, `fc2`, and `type:Gelu`, `name:<regex>`, `subgraph:<in1>,<in2>-><out1>`
+(every node on a path from the inputs to the outputs).
+
+The layer groups are found by where a weighted layer sits, not by its name (ONNX exports and Hugging
+Face models name them differently from timm): `edgeq.quantization.groups`. A precision plan
+(`--plan`) is a set of groups kept in float.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from edgeq.quantization.graph import QUANTIZABLE_TYPES, consumers, producers
 # attention in float they vanish and every FC still runs in int8 (docs/benchmarks.md, "What the CPU
 # plugin runs"). Keeping attention in float also scored best on the real models of docs/accuracy.md.
 DEFAULT_RULES = ("layernorm", "softmax", "attention")
+# The layer groups of a transformer found by position (edgeq.quantization.groups); with `attention` and
+# `head`, the units a precision plan keeps in INT8 or float.
+LAYER_GROUPS = ("patch-embed", "qkv", "proj", "fc1", "fc2")
 _BUILTIN = {
     "layernorm": "LayerNorm in float: MVN ops and decomposed ReduceMean/Sub/Pow/Sqrt/Div chains",
     "softmax": "Softmax in float: Softmax ops; fused ScaledDotProductAttention computes its softmax in float itself",
@@ -35,12 +43,20 @@ _BUILTIN = {
                  "(Q x K^T, scores x V) of unfused attention",
     "head": "the output layer in float: the MatMul/convolution that computes a model output (a classifier's "
             "last FC), whose logit gaps decide the class",
+    "patch-embed": "the patch embedding in float: the weighted layer fed by the model input (a ViT's strided "
+                   "convolution)",
+    "qkv": "the query/key/value projections in float: weighted layers fed by a LayerNorm whose output reaches "
+           "attention",
+    "proj": "the attention output projections in float: weighted layers fed by attention",
+    "fc1": "the first MLP layers in float: weighted layers fed by a LayerNorm whose output reaches another "
+           "weighted layer, not attention",
+    "fc2": "the second MLP layers in float: weighted layers fed (through the activation) by an fc1 layer",
 }
 
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # layernorm | softmax | attention | type | name | subgraph
+    kind: str  # layernorm | softmax | attention | head | a layer group (groups.GROUPS) | type | name | subgraph
     value: str = ""
     reason: str = ""
 
@@ -61,8 +77,8 @@ class Rule:
         if kind == "subgraph" and "->" in value:
             return cls("subgraph", value, f"subgraph {value} in float")
         raise InvalidArgument(
-            f"unknown ignored-scope rule {text!r}: use layernorm, softmax, attention, type:OP, name:REGEX "
-            "or subgraph:IN1,IN2->OUT1"
+            f"unknown ignored-scope rule {text!r}: use layernorm, softmax, attention, head, patch-embed, qkv, proj, "
+            "fc1, fc2, type:OP, name:REGEX or subgraph:IN1,IN2->OUT1"
         )
 
     def __str__(self) -> str:
@@ -154,6 +170,7 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
     """Match every rule against the graph; never raises for a rule that matches nothing."""
     ops = list(model.get_ops())
     matches = []
+    layer_groups: dict[str, list[str]] | None = None
     for rule in rules:
         match = RuleMatch(rule)
         if rule.kind == "layernorm":
@@ -180,6 +197,13 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
         elif rule.kind == "head":
             match.nodes = _output_layers(model)
             match.note = f"{len(match.nodes)} layer(s) computing an output"
+        elif rule.kind in LAYER_GROUPS:
+            if layer_groups is None:
+                from edgeq.quantization.groups import find_groups  # it reads the graph with this module's helpers
+
+                layer_groups = find_groups(model)
+            match.nodes = layer_groups[rule.kind]
+            match.note = f"{len(match.nodes)} layer(s)"
         elif rule.kind == "type":
             match.nodes = sorted(op.get_friendly_name() for op in ops if op.get_type_name() == rule.value)
         elif rule.kind == "name":
@@ -191,6 +215,16 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
             match.note = (match.note + "; " if match.note else "") + "WARNING: matched no node"
         matches.append(match)
     return matches
+
+
+def layernorm_nodes(model: ov.Model) -> set[str]:
+    """Every node the layernorm rule keeps in float: MVN ops and decomposed LayerNorm chains."""
+    names = {op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "MVN"}
+    return names | {n.get_friendly_name() for group in _decomposed_layernorms(model) for n in group}
+
+
+def output_layers(model: ov.Model) -> list[str]:
+    return _output_layers(model)
 
 
 def _output_layers(model: ov.Model) -> list[str]:
@@ -209,6 +243,15 @@ def _output_layers(model: ov.Model) -> list[str]:
                 break
             node = activations[0]
     return sorted(found)
+
+
+def is_attention(op: Any) -> bool:
+    """Fused attention, or a MatMul of two activations (Q x K^T, scores x V)."""
+    return bool(op.get_type_name() == "ScaledDotProductAttention") or _activation_matmul(op)
+
+
+def is_weight(node: Any) -> bool:
+    return _is_weight(node)
 
 
 def _activation_matmul(op: Any) -> bool:

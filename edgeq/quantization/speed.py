@@ -40,6 +40,27 @@ def _latency_ms(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], second
     return statistics.median(samples)
 
 
+def random_batch(input_shape: tuple[int, ...], batch_size: int, example: np.ndarray | None = None
+                 ) -> dict[Any, np.ndarray]:
+    """`example` repeated (a named sample, edgeq.data.feed) or seeded random floats of `input_shape`."""
+    if example is not None:
+        return feed.repeat(example, batch_size)
+    return {0: np.random.default_rng(0).standard_normal((batch_size, *input_shape)).astype(np.float32)}
+
+
+def throughputs(models: dict[str, ov.Model], batch: dict[Any, np.ndarray], settings: SpeedSettings
+                ) -> tuple[dict[str, float], str]:
+    """Median throughput of each model compiled as served (default precision, THROUGHPUT hint), the
+    models alternating round by round as in `compare`; and the default float precision's name."""
+    compiled = {key: compile_cpu(model, hint="THROUGHPUT") for key, model in models.items()}
+    precision = next(iter(compiled.values())).get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    measured: dict[str, list[float]] = {key: [] for key in models}
+    for _ in range(settings.rounds):
+        for key, model in compiled.items():
+            measured[key].append(_throughput(model, batch, settings.seconds_per_round))
+    return {key: statistics.median(values) for key, values in measured.items()}, precision
+
+
 def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int, ...],
             settings: SpeedSettings = SpeedSettings(), example: np.ndarray | None = None) -> SpeedSection:
     """`example`: a named sample (edgeq.data.feed) repeated into each batch, for models whose inputs

@@ -24,7 +24,7 @@ from edgeq.compile import compile_cpu, cpu_description
 from edgeq.data.samples import SampleSet, first, hold_out
 from edgeq.errors import Cancelled, InvalidArgument
 from edgeq.quantization import accuracy as metrics, fallback as control, graph, ptq, rules, sensitivity
-from edgeq.quantization import speed as timing
+from edgeq.quantization import plan as plans, speed as timing
 from edgeq.quantization.attention import sqnr_and_attention
 from edgeq.quantization.events import EventSink, ProgressEvent
 from edgeq.quantization.recipe import Recipe
@@ -32,7 +32,7 @@ from edgeq.quantization.requantize import requantize
 from edgeq.quantization.search import Searched, search as search_recipes
 from edgeq.report.html import write_html
 from edgeq.report.model import (AccuracySection, CalibrationData, CpuSection, DataSection, FallbackSection, LayersSection,
-                                ModelSection, Report, RevertedLayer, RuleRow, SearchRow, SizeSection,
+                                ModelSection, PlanSection, Report, RevertedLayer, RuleRow, SearchRow, SizeSection,
                                 SpeedGate, SpeedSection, ValidationData)
 from edgeq.sources import load_model
 from edgeq.sources.spec import LoadedModel
@@ -73,6 +73,7 @@ class Context:
     float_score: float = field(init=False)
     recipe: Recipe = field(init=False)  # search
     searched: Searched | None = field(init=False)
+    planned: plans.Planned | None = field(init=False)  # plan
     ignored: list[str] = field(init=False)  # quantize
     plain: Scored = field(init=False)
     final: Scored = field(init=False)  # restore_accuracy
@@ -209,17 +210,46 @@ def search(ctx: Context) -> list[SearchRow] | None:
     return ctx.searched.rows
 
 
+def plan(ctx: Context) -> PlanSection | None:
+    """`--plan`: the layer groups in INT8 chosen by speed and accuracy on this CPU (edgeq.quantization.plan),
+    from the recipe the search chose, on the ranking subset."""
+    request = ctx.request
+    ctx.planned = None
+    if not request.options.plan:
+        return None
+    assert request.speed is not None  # QuantizeOptions refuses --plan without speed seconds
+    groups, base, fixed = plans.group_nodes(ctx.float_model, ctx.recipe)
+    ctx.emit("plan", 0.22, f"timing INT8 per layer group on this CPU ({', '.join(groups)})")
+    count = min(request.options.ranking_samples, len(ctx.validation))
+    inputs, reference = np.asarray(ctx.validation[:count]), ctx.reference[:count]
+    labels = None if ctx.labels is None else ctx.labels[:count]
+
+    def score(model: ov.Model) -> tuple[np.ndarray, float]:
+        return metrics.evaluate(model, request.options.metric, inputs, reference, labels)
+
+    example = np.asarray(ctx.calibration[0]) if ctx.loaded.named else None
+    job = plans.PlanJob(ctx.float_model, ctx.work / "plan", ctx.float_xml, ctx.calibration_npy, ctx.recipe, score,
+                        count, ctx.float_score, request.budget, request.speed,
+                        timing.random_batch(ctx.loaded.input.shape, request.speed.batch_sizes[0], example), ctx.cancelled)
+    ctx.planned = plans.plan(job, groups, base, fixed)
+    return ctx.planned.section
+
+
 def quantize(ctx: Context) -> list[RuleRow]:
-    """NNCF PTQ with the recipe's ignored-scope rules (the search's winner is already quantized), and its score."""
+    """NNCF PTQ with the recipe's ignored-scope rules (the search's winner or the chosen plan is already
+    quantized; a plan also keeps its float groups out of INT8), and its score."""
     ctx.emit("quantize", 0.25, f"NNCF PTQ on {len(ctx.calibration)} calibration samples")
     matches = rules.resolve(ctx.float_model, rules.parse_rules(list(ctx.recipe.rules)))
     ctx.warnings.extend(f"rule {m.rule}: matched no node" for m in matches if not m.nodes and "WARNING" in m.note)
     ctx.ignored = rules.ignored_names(matches)
-    searched = ctx.searched
-    model = searched.model if searched else ptq.quantize_isolated(ctx.work / "ptq", ctx.float_xml, ctx.calibration_npy,
-                                                                  ctx.recipe, ctx.ignored, ctx.cancelled)
+    searched, planned = ctx.searched, ctx.planned
+    if planned:
+        ctx.ignored, model = planned.ignored, planned.model
+    else:
+        model = searched.model if searched else ptq.quantize_isolated(
+            ctx.work / "ptq", ctx.float_xml, ctx.calibration_npy, ctx.recipe, ctx.ignored, ctx.cancelled)
     ctx.emit("accuracy", 0.45, "measuring INT8 accuracy")
-    ctx.plain = ctx.final = ctx.evaluate(model, known=searched.ranking_outputs if searched else None)
+    ctx.plain = ctx.final = ctx.evaluate(model, known=searched.ranking_outputs if searched and not planned else None)
     ctx.reverted = []
     return [RuleRow(str(m.rule), m.rule.reason, len(m.nodes), m.nodes, m.note) for m in matches]
 
@@ -353,7 +383,12 @@ def speed(ctx: Context) -> tuple[SpeedSection | None, SpeedGate | None]:
         ctx.warnings.append(f"INT8 runs at x{speedup:.2f} the throughput of the default float model on this CPU "
                             f"(speed gate x{request.options.min_speedup}): {why}; {outcome}")
     forced = request.options.force_promote
-    return measured, SpeedGate(request.options.min_speedup, speedup, met, forced, met or forced)
+    planned, reason = ctx.planned, None
+    if planned and not planned.section.beats_float:  # the plans' own timing decides: held, with its reason
+        met, reason = False, planned.section.reason.split(":")[0]
+        ctx.warnings.append(f"{planned.section.reason}; " + ("served anyway (forced)" if forced else
+                            "stored but not served: promote it with `edgeq models promote` or quantize with --force"))
+    return measured, SpeedGate(request.options.min_speedup, speedup, met, forced, met or forced, reason)
 
 
 def save(ctx: Context) -> SizeSection:
@@ -381,7 +416,7 @@ def publish(ctx: Context, report: Report) -> VersionInfo:
     write_html(report, ctx.staged / "report.html")
     name, gate = ctx.request.name, report.speed_gate
     ctx.emit("publish", 0.97, f"publishing {name}")
-    hold = None if not gate or gate.met or ctx.request.options.force_promote else (
+    hold = None if not gate or gate.met or ctx.request.options.force_promote else gate.reason or (
         f"INT8 runs at x{gate.speedup_vs_default:.2f} the default float model's throughput on this CPU, "
         f"below the speed gate x{gate.min_speedup}")
     info = ctx.store.publish(name, ctx.staged, {"model": name, "cpu": report.to_dict()["cpu"]}, hold=hold,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeq.report.model import Report
+from edgeq.report.model import FLOAT_DEFAULT, PlanSection, Report
 from edgeq.report.summary import candidate_label, candidate_outcome, short_name
 
 
@@ -55,14 +55,46 @@ def sqnr_figure(rows: list[LayerRow], limit: int = 40) -> Any:
     return figure
 
 
-def _sqnr_chart(sqnr: dict[str, float | str]) -> str:
-    """The chart as a base64 PNG (empty string if no layer was measured)."""
-    figure = sqnr_figure(sqnr_rows(sqnr))
+def plan_figure(plan: PlanSection, metric: str) -> Any:
+    """Speed against accuracy of every precision plan tried: the front joined and named, the chosen plan
+    ringed, the float default a square (the table names the rest)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.2))
+    axis = figure.subplots()
+    rows = sorted(plan.plans, key=lambda row: row.speedup_vs_default)
+    for marker, chosen in (("s", [r for r in rows if r.plan == FLOAT_DEFAULT]), ("o", [r for r in rows if r.plan != FLOAT_DEFAULT])):
+        axis.scatter([r.speedup_vs_default for r in chosen], [r.score for r in chosen], marker=marker, zorder=3,
+                     c=["#27ae60" if r.within_budget else "#c0392b" for r in chosen])
+    front = [r for r in rows if r.on_front]
+    axis.plot([r.speedup_vs_default for r in front], [r.score for r in front], color="#888", lw=1, zorder=2)
+    for r in rows:
+        if r.on_front or r.chosen or r.plan == FLOAT_DEFAULT:
+            axis.annotate(r.plan, (r.speedup_vs_default, r.score), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if r.chosen:
+            axis.scatter([r.speedup_vs_default], [r.score], s=180, facecolors="none", edgecolors="#222", zorder=4)
+    axis.axvline(1.0, color="#aaa", ls="--", lw=1)
+    axis.margins(x=0.2, y=0.1)
+    axis.set_xlabel(f"throughput vs the float default ({plan.float_default_precision}, square)")
+    axis.set_ylabel(metric)
+    axis.set_title("Precision plans: green within the budget, line = front, ring = chosen")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def _png(figure: Any) -> str:
+    """A figure as a base64 PNG (empty string for None)."""
     if figure is None:
         return ""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _sqnr_chart(sqnr: dict[str, float | str]) -> str:
+    """The chart as a base64 PNG (empty string if no layer was measured)."""
+    return _png(sqnr_figure(sqnr_rows(sqnr)))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -92,7 +124,8 @@ def render(report: Report) -> str:
     environment.filters.update(fmt=_fmt, code=_code, changes=_changes, layer=short_name,
                                candidate_label=candidate_label, candidate_outcome=candidate_outcome)
     rows = sqnr_rows(report.layers.sqnr_db)
-    return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows,
+    plan_chart = _png(plan_figure(report.plan, report.accuracy.metric)) if report.plan else ""
+    return environment.get_template("report.html.j2").render(report=report, sqnr_rows=rows, plan_chart=plan_chart,
                                                              chart=_sqnr_chart(report.layers.sqnr_db))
 
 

@@ -74,6 +74,55 @@ class SearchRow:
 
 
 @dataclass
+class GroupGain:
+    """What INT8 on one layer group gives on this CPU (`--plan`): the all-INT8 plan against the same
+    plan with only this group in float, timed in one alternating run."""
+
+    group: str
+    layers: int
+    int8_speedup: float  # all-INT8 throughput / throughput with this group in float (> 1: INT8 here pays)
+    score_in_float: float  # the score with this group in float, every other group in INT8
+    score_recovered: float  # score_in_float minus the all-INT8 score: what INT8 on this group costs
+
+
+FLOAT_DEFAULT = "float default"  # the PlanRow of the float model itself, at the CPU's default precision
+
+
+@dataclass
+class PlanRow:
+    """One precision plan tried: which layer groups stay in float, its speed and accuracy."""
+
+    plan: str  # "float default", "all INT8", "float: qkv+fc2", ...
+    float_groups: list[str]
+    int8_groups: list[str]
+    throughput: float  # inferences/s, batch `PlanSection.batch_size`, THROUGHPUT hint
+    speedup_vs_default: float  # against the float model at the CPU's default precision, same run
+    score: float
+    drop: float
+    within_budget: bool
+    on_front: bool = False  # no other plan tried is both faster and more accurate
+    chosen: bool = False
+
+
+@dataclass
+class PlanSection:
+    """`--plan`: the precision plans tried on this CPU, their speed/accuracy front and the choice."""
+
+    groups: list[GroupGain]
+    fixed_float: list[str]  # the recipe's rules: kept in float in every plan
+    plans: list[PlanRow]  # the float default first
+    float_default_precision: str  # what a group "in float" runs in (the CPU plugin's default)
+    chosen: str
+    beats_float: bool
+    reason: str
+    ranked_on: int  # validation samples each plan was scored on
+    batch_size: int
+    rounds: int
+    seconds_per_round: float
+    fp32_per_group: str  # why a group's float is the CPU's default float, not FP32
+
+
+@dataclass
 class RuleRow:
     """One ignored-scope rule and the nodes it kept in float."""
 
@@ -181,6 +230,7 @@ class SpeedGate:
     met: bool
     forced: bool
     served: bool
+    reason: str | None = None  # why the version is held when the measured speed-up is not the reason (`--plan`)
 
 
 @dataclass
@@ -212,6 +262,7 @@ class Report:
     cpu: CpuSection
     timings_s: dict[str, float]
     warnings: list[str]
+    plan: PlanSection | None = None  # `--plan` only
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

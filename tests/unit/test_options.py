@@ -25,9 +25,9 @@ NON_DEFAULT: dict[str, Any] = {
     "metric": "top1", "max_drop": 0.0, "relative": True, "validation_limit": 500, "holdout_fraction": 0.2,
     "preset": "mixed", "rules": ("layernorm", "head"), "subset_size": 64, "smooth_quant_alpha": 0.85,
     "activations_range": "minmax", "no_transformer": True, "auto": True, "ranking_samples": 50,
-    "search_calibration": 20, "no_fallback": True, "time_budget": 120.0, "max_iterations": 5, "ranking_subset": 40,
-    "sensitivity_samples": 2, "speed_seconds": 0.0, "speed_rounds": 1, "batch_sizes": (1, 8), "min_speedup": 0.0,
-    "force_promote": True, "no_float_ir": True,
+    "search_calibration": 20, "plan": True, "no_fallback": True, "time_budget": 120.0, "max_iterations": 5,
+    "ranking_subset": 40, "sensitivity_samples": 2, "speed_seconds": 0.5, "speed_rounds": 1, "batch_sizes": (1, 8),
+    "min_speedup": 0.0, "force_promote": True, "no_float_ir": True,
 }
 NEEDS = {"mean": {"image_size": (32, 32)}, "std": {"image_size": (32, 32)}}  # set together
 JOB = ["--model", "timm:edgeq_vit_fmnist", "--calibration", "c.npz", "--name", "m"]
@@ -106,6 +106,7 @@ def test_violations_name_the_field_in_the_model_and_on_the_wire() -> None:
         (dict(max_iterations=2**32 - 1), "max_iterations"), (dict(input_shape=(-1,)), "input_shape"),
         (dict(input_shape=(2**40,)), "input_shape"), (dict(image_size=(-5, -5)), "image_size"),
         (dict(rules=("nonsense",)), "rules"), (dict(mean=(0.5,)), "image_size"), (dict(metric="f1"), "metric"),
+        (dict(plan=True, speed_seconds=0), "speed_seconds"),
     ]
     for values, field in cases:
         with pytest.raises(InvalidArgument, match=f"invalid option {field}:"):

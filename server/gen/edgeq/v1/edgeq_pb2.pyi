@@ -92,7 +92,7 @@ class Recipe(_message.Message):
     def __init__(self, preset: _Optional[str] = ..., rules: _Optional[_Iterable[str]] = ..., subset_size: _Optional[int] = ..., smooth_quant_alpha: _Optional[float] = ..., activations_range: _Optional[str] = ..., not_transformer: _Optional[bool] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto", "force_promote", "ranking_subset", "validation_limit", "holdout_fraction", "sensitivity_samples", "batch_sizes", "speed_rounds", "ranking_samples", "search_calibration", "max_length", "no_float_ir")
+    __slots__ = ("target_name", "model", "input_shape", "preprocessing", "calibration_artifact", "validation_artifact", "metric", "max_drop", "relative_drop", "recipe", "time_budget_seconds", "max_iterations", "no_fallback", "min_speedup", "speed_seconds", "output_node", "auto", "force_promote", "ranking_subset", "validation_limit", "holdout_fraction", "sensitivity_samples", "batch_sizes", "speed_rounds", "ranking_samples", "search_calibration", "max_length", "no_float_ir", "plan")
     TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class JobSpec(_message.Message):
     SEARCH_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NO_FLOAT_IR_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     target_name: str
     model: ModelSource
     input_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -149,7 +150,8 @@ class JobSpec(_message.Message):
     search_calibration: int
     max_length: int
     no_float_ir: bool
-    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ..., force_promote: _Optional[bool] = ..., ranking_subset: _Optional[int] = ..., validation_limit: _Optional[int] = ..., holdout_fraction: _Optional[float] = ..., sensitivity_samples: _Optional[int] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., speed_rounds: _Optional[int] = ..., ranking_samples: _Optional[int] = ..., search_calibration: _Optional[int] = ..., max_length: _Optional[int] = ..., no_float_ir: _Optional[bool] = ...) -> None: ...
+    plan: bool
+    def __init__(self, target_name: _Optional[str] = ..., model: _Optional[_Union[ModelSource, _Mapping]] = ..., input_shape: _Optional[_Iterable[int]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., calibration_artifact: _Optional[str] = ..., validation_artifact: _Optional[str] = ..., metric: _Optional[str] = ..., max_drop: _Optional[float] = ..., relative_drop: _Optional[bool] = ..., recipe: _Optional[_Union[Recipe, _Mapping]] = ..., time_budget_seconds: _Optional[float] = ..., max_iterations: _Optional[int] = ..., no_fallback: _Optional[bool] = ..., min_speedup: _Optional[float] = ..., speed_seconds: _Optional[float] = ..., output_node: _Optional[str] = ..., auto: _Optional[bool] = ..., force_promote: _Optional[bool] = ..., ranking_subset: _Optional[int] = ..., validation_limit: _Optional[int] = ..., holdout_fraction: _Optional[float] = ..., sensitivity_samples: _Optional[int] = ..., batch_sizes: _Optional[_Iterable[int]] = ..., speed_rounds: _Optional[int] = ..., ranking_samples: _Optional[int] = ..., search_calibration: _Optional[int] = ..., max_length: _Optional[int] = ..., no_float_ir: _Optional[bool] = ..., plan: _Optional[bool] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)
