@@ -240,6 +240,8 @@ def burst(store: Path, budget: int, args: argparse.Namespace) -> dict[str, Any]:
         row["codes"] = dict(codes)
         row["refusal_messages"] = dict(Counter(re.sub(r"[\d.]+", "N", d) for c, d, *_ in outcomes if c != "OK"))
         row["latency_ok_s"] = _percentiles([e - s for c, _, s, e in outcomes if c == "OK"])
+        row["others_s"] = [(c, round(s - began, 1), round(e - began, 1)) for c, _, s, e in outcomes
+                           if c not in ("OK", "RESOURCE_EXHAUSTED")]  # when the unexpected ones were sent and ended
         time.sleep(args.settle)
         settled = sampler.samples[-50:]  # the last second of samples (a paused run has no recent window)
         row["settled_after_s"] = args.settle

@@ -87,8 +87,11 @@ class EdgeqServer:
         self.runner = JobRunner(config.store, config.state_dir, self.jobs, on_published=self._published,
                                 memory_limit=config.worker_memory_bytes)
         self.ready = False
+        # No BDP probing: it widens each call's HTTP/2 receive window to megabytes, and gRPC buffers
+        # that much of every call it has not handed over yet, outside the byte budget (a burst of
+        # 200 large requests held gigabytes that way). The fixed 64 KiB windows bound it.
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
-                   ("grpc.max_send_message_length", config.max_message_bytes)]
+                   ("grpc.max_send_message_length", config.max_message_bytes), ("grpc.http2.bdp_probe", 0)]
         interceptors: list[grpc.aio.ServerInterceptor] = []
         tokens = TokenTable.load(config.token_file) if config.token_file else None
         if tokens:
