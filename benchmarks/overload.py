@@ -21,7 +21,8 @@ after settling against idle (the goal: within 20 %).
 
 stop: per round, a fresh server; `--clients` clients send batch-64 requests back to back (far more
 work than the server finishes within its grace period); after a random 2-6 s the server gets
-SIGTERM. Every request's outcome and timing is recorded, and the server's closing log line
+SIGTERM. Every request's outcome and timing is recorded, and the time from the signal to the
+server's exit, and the server's closing log line
 ("N inference requests in flight at the signal: A answered, R refused UNAVAILABLE, C cut off") is
 compared with what the clients saw: requests answered OK after the signal must equal A, requests
 refused with the grace-period message must equal R, C must be 0, and the exit code 0.
@@ -239,6 +240,8 @@ def burst(store: Path, budget: int, args: argparse.Namespace) -> dict[str, Any]:
         row["codes"] = dict(codes)
         row["refusal_messages"] = dict(Counter(re.sub(r"[\d.]+", "N", d) for c, d, *_ in outcomes if c != "OK"))
         row["latency_ok_s"] = _percentiles([e - s for c, _, s, e in outcomes if c == "OK"])
+        row["others_s"] = [(c, round(s - began, 1), round(e - began, 1)) for c, _, s, e in outcomes
+                           if c not in ("OK", "RESOURCE_EXHAUSTED")]  # when the unexpected ones were sent and ended
         time.sleep(args.settle)
         settled = sampler.samples[-50:]  # the last second of samples (a paused run has no recent window)
         row["settled_after_s"] = args.settle
@@ -285,8 +288,9 @@ def _curve(sampler: Sampler, start: float, step: float) -> list[tuple[float, flo
 
 
 # ------------------------------------------------------------------ stop under load
-async def load_then_signal(server: ServerProcess, message: bytes, clients: int, delay: float,
-                           channels: int) -> tuple[list[tuple[str, str, float, float]], float]:
+async def load_then_signal(server: ServerProcess, message: bytes, clients: int, delay: float, channels: int,
+                           exited: list[float]) -> tuple[list[tuple[str, str, float, float]], float]:
+    """Clients send back to back; SIGTERM after `delay`; `exited` gets the moment the server exited."""
     assert server.process is not None
     outcomes: list[tuple[str, str, float, float]] = []
     signalled = asyncio.Event()
@@ -304,6 +308,8 @@ async def load_then_signal(server: ServerProcess, message: bytes, clients: int, 
     await asyncio.sleep(delay)
     server.process.send_signal(signal.SIGTERM)
     signal_at = time.monotonic()
+    process = server.process
+    threading.Thread(target=lambda: (process.wait(), exited.append(time.monotonic())), daemon=True).start()
     signalled.set()
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
@@ -322,12 +328,14 @@ def stop_round(store: Path, message_template: bytes, rng: random.Random, args: a
     assert server.process is not None
     message = with_input_name(message_template, input_name(server.target))
     delay = round(rng.uniform(2, 6), 2)
-    outcomes, signal_at = asyncio.run(load_then_signal(server, message, args.clients, delay, args.channels))
+    exited: list[float] = []
+    outcomes, signal_at = asyncio.run(load_then_signal(server, message, args.clients, delay, args.channels, exited))
     try:
         exit_code = server.process.wait(timeout=120)
     except subprocess.TimeoutExpired:
         exit_code = server.stop(signal.SIGKILL)
-    stopped_at = time.monotonic()
+    time.sleep(0.1)  # the waiter thread records the exit
+    stopped_at = exited[0] if exited else time.monotonic()
     log = server.log.read_text()[log_start:]
     before = [o for o in outcomes if o[3] <= signal_at]
     across = [o for o in outcomes if o[2] <= signal_at < o[3]]  # sent before the signal, answered after
@@ -422,6 +430,8 @@ def main() -> None:
             "requests": dict(sum((Counter(r["codes"]) for r in rows), Counter())),
         }
         print(json.dumps(result["summary"], indent=2))
+        result["summary"]["stop_seconds"] = {"min": min(r["stop_seconds"] for r in rows),
+                                             "max": max(r["stop_seconds"] for r in rows), "grace": args.grace}
         ok = result["summary"]["exit_0"] == len(rows) and result["summary"]["only_ok_or_unavailable"] == len(rows)
     result["goal_met"] = ok
     if args.json:

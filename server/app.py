@@ -31,8 +31,9 @@ from edgeq.store import ModelStore
 from edgeq_server.auth import TokenAuth, TokenTable
 from edgeq_server.config import ServerConfig, add_arguments, options_from_args
 from edgeq_server.gen.edgeq.v1 import edgeq_pb2, edgeq_pb2_grpc
-from edgeq_server.gen.inference import grpc_service_pb2, grpc_service_pb2_grpc
+from edgeq_server.gen.inference import grpc_service_pb2
 from edgeq_server.inference import InferenceServicer
+from edgeq_server.inference import add_to_server as add_inference_to_server
 from edgeq_server.interceptors import ErrorsAndMetrics
 from edgeq_server.launch import HTTP, LISTENING, METRICS
 from edgeq_server.management import ArtifactsServicer, ModelsServicer, QuantizationServicer
@@ -86,17 +87,22 @@ class EdgeqServer:
         self.runner = JobRunner(config.store, config.state_dir, self.jobs, on_published=self._published,
                                 memory_limit=config.worker_memory_bytes)
         self.ready = False
+        # No BDP probing: it widens each call's HTTP/2 receive window to megabytes, and gRPC buffers
+        # that much of every call it has not handed over yet, outside the byte budget (a burst of
+        # 200 large requests held gigabytes that way). The fixed 64 KiB windows bound it.
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
-                   ("grpc.max_send_message_length", config.max_message_bytes)]
+                   ("grpc.max_send_message_length", config.max_message_bytes), ("grpc.http2.bdp_probe", 0)]
         interceptors: list[grpc.aio.ServerInterceptor] = []
         tokens = TokenTable.load(config.token_file) if config.token_file else None
         if tokens:
             interceptors.append(TokenAuth(tokens, config.require_infer_token))
         interceptors.append(ErrorsAndMetrics(self.metrics))
-        self.server = grpc.aio.server(interceptors=interceptors, options=options,
-                                      maximum_concurrent_rpcs=config.concurrent_rpcs())
-        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceServicer(self.registry, lambda: self.ready), self.server)
+        # No `maximum_concurrent_rpcs`: ModelInfer is admitted by the byte budget before its message
+        # is read (edgeq_server.inference), which bounds what concurrency was meant to bound, and
+        # gRPC's own counter has kept slots of finished calls (refusing requests on an idle server).
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
+        add_inference_to_server(InferenceServicer(self.registry, lambda: self.ready, config.max_message_bytes),
+                                self.server)
         edgeq_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(self.artifacts), self.server)
         edgeq_pb2_grpc.add_QuantizationServicer_to_server(
             QuantizationServicer(self.jobs, self.artifacts, self.runner.wake, quantize_missing), self.server)
@@ -183,10 +189,11 @@ class EdgeqServer:
         # Requests still in OpenVINO at the end of the grace period are answered too, not cancelled.
         cut = self.registry.cut_off(Unavailable(
             "the server is stopping and this request was still running when its grace period ended; retry"))
+        self.registry.cancel_running()  # their batches would hold the exit back by seconds; nobody awaits them now
         # gRPC's stop cancels the calls it is still reading: `margin` lets them arrive and be refused
         # UNAVAILABLE (every model takes no new requests now) instead.
         await asyncio.gather(self.server.stop(margin), self.http.stop())
-        idle = await self.registry.wait_idle(30.0)  # no OpenVINO callback may outlive the event loop
+        idle = await self.registry.wait_idle(10.0)  # no OpenVINO thread may outlive the event loop
         answered = self._answered() - answered_before
         log.info("stopped: %d inference requests in flight at the signal: %d answered, %d refused UNAVAILABLE, "
                  "%d cut off by the %.0f s grace period (answered UNAVAILABLE), %d unaccounted for%s", inflight,

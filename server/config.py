@@ -113,11 +113,6 @@ class ServerConfig:
     def inflight_bytes(self) -> int:
         return self.max_inflight_bytes or default_inflight_bytes()
 
-    def concurrent_rpcs(self) -> int:
-        """gRPC reads a whole message before a handler sees it: cap the calls so that every message
-        being read, at the largest size allowed, fits in the byte budget too."""
-        return max(8, self.inflight_bytes() // self.max_message_bytes)
-
     @classmethod
     def from_env(cls, prefix: str = "EDGEQ_", **overrides: Any) -> "ServerConfig":
         """Settings from EDGEQ_<FIELD> variables; explicit `overrides` (flags) win."""

@@ -17,6 +17,7 @@ import numpy as np
 
 import edgeq
 from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
+from edgeq.runtime.memory import Reservation
 from edgeq.runtime.registry import LoadedVersion, ModelRegistry, TensorSpec
 from edgeq.runtime.stats import Duration
 
@@ -125,11 +126,11 @@ class InferAnswer:
 
 
 async def infer(registry: ModelRegistry, name: str, version: str, arrays: dict[str, np.ndarray],
-                wanted: Sequence[str] = ()) -> InferAnswer:
+                wanted: Sequence[str] = (), reservation: Reservation | None = None) -> InferAnswer:
     target = registry.get(name, version)
     if not arrays:
         raise InvalidArgument("the request has no inputs")
-    outputs = await registry.infer(target, arrays)
+    outputs = await registry.infer(target, arrays, reservation)
     names = [s.name for s in target.outputs]
     unknown = sorted(set(wanted) - set(names))
     if unknown:

@@ -1,4 +1,11 @@
-"""KServe v2 / Triton `inference.GRPCInferenceService` over edgeq's ModelRegistry."""
+"""KServe v2 / Triton `inference.GRPCInferenceService` over edgeq's ModelRegistry.
+
+ModelInfer is served from the raw bytes of its message (`add_to_server`): gRPC hands a unary
+handler a message it has already read and parsed, so a request refused for lack of memory would
+have cost its full size twice over by then. As a request-streaming handler without a deserializer
+it is admitted (`ModelRegistry.receiving`) before a byte is read, and parsed only once admitted.
+On the wire it is the same unary call.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ from typing import Any
 import grpc
 import numpy as np
 from google.protobuf.json_format import ParseDict
+from google.protobuf.message import DecodeError
 
 from edgeq.errors import EdgeqError, InvalidArgument
+from edgeq.runtime.memory import Reservation
 from edgeq.runtime.registry import ModelRegistry
 from edgeq.runtime.tensors import CONTENTS_FIELD, from_raw, from_typed
 from edgeq_server import dataplane
@@ -37,10 +46,45 @@ def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
     return arrays  # none at all: dataplane.infer refuses it, for both doors
 
 
+def _unpack(registry: ModelRegistry, request: pb.ModelInferRequest
+            ) -> tuple[str, str, str, list[str], dict[str, np.ndarray]]:
+    """Model name, version, request id, outputs asked for and input tensors of a request."""
+    registry.get(request.model_name, request.model_version)  # an unknown model is NOT_FOUND before bad inputs
+    return (request.model_name, request.model_version, request.id, [o.name for o in request.outputs],
+            decode_inputs(request))
+
+
+class _Registrations:
+    """Stands in for the server while a generated `add_*_to_server` registers its handlers, so that
+    one handler can be replaced before they reach the real server."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # the same handlers arrive through add_registered_method_handlers
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.service, self.handlers = service, dict(handlers)
+
+
+def add_to_server(servicer: "InferenceServicer", server: grpc.aio.Server) -> None:
+    """Register the inference service, ModelInfer as a raw-bytes request-streaming handler."""
+    registrations = _Registrations()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, registrations)
+    registrations.handlers["ModelInfer"] = grpc.stream_unary_rpc_method_handler(
+        servicer.ModelInferRaw, request_deserializer=None, response_serializer=pb.ModelInferResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(registrations.service,
+                                                                          registrations.handlers),))
+    server.add_registered_method_handlers(registrations.service, registrations.handlers)
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, ready: Any):
+    def __init__(self, registry: ModelRegistry, ready: Any, max_message_bytes: int = 64 << 20):
         self.registry = registry
         self.ready = ready  # callable: is the server ready?
+        self.max_message_bytes = max_message_bytes
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -65,11 +109,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=ParseDict(config, config_pb.ModelConfig()))
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        self.registry.get(request.model_name, request.model_version)  # an unknown model is NOT_FOUND before bad inputs
-        answer = await dataplane.infer(self.registry, request.model_name, request.model_version,
-                                       decode_inputs(request), [o.name for o in request.outputs])
+        return await self._answer(*_unpack(self.registry, request))
+
+    async def _answer(self, name: str, version: str, request_id: str, wanted: list[str],
+                      arrays: dict[str, np.ndarray], reservation: Reservation | None = None) -> pb.ModelInferResponse:
+        answer = await dataplane.infer(self.registry, name, version, arrays, wanted, reservation)
         response = pb.ModelInferResponse(model_name=answer.target.name, model_version=str(answer.target.version),
-                                         id=request.id)
+                                         id=request_id)
         for name, datatype, array in zip(answer.names, answer.datatypes, answer.arrays):
             response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
             response.raw_output_contents.append(array.tobytes())
@@ -77,6 +123,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         return await self._infer(request)
+
+    async def ModelInferRaw(self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                            ) -> pb.ModelInferResponse:
+        """ModelInfer admitted before its message is read (see the module docstring)."""
+        with await self.registry.receiving(self.max_message_bytes) as reservation:
+            message = await context.read()
+            if message is grpc.aio.EOF:
+                raise InvalidArgument("ModelInfer without a request message")
+            self.registry.received(reservation, len(message))
+            try:
+                request = pb.ModelInferRequest.FromString(message)
+            except DecodeError as error:
+                raise InvalidArgument(f"ModelInfer: the request message cannot be parsed ({error})") from None
+            del message
+            unpacked = _unpack(self.registry, request)
+            del request  # the tensors are copies of its contents: only they wait in the queue
+            return await self._answer(*unpacked, reservation)
 
     async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
                                context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ModelStreamInferResponse]:

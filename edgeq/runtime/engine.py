@@ -89,6 +89,7 @@ class InferenceEngine:
         self.waiting: deque[_Caller] = deque()
         self.started: set[_Batch] = set()  # handed to OpenVINO, callback not yet run
         self.closed = False
+        self.cancelled = False  # `cancel_running` was called: OpenVINO calls back for no batch still running
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -137,9 +138,39 @@ class InferenceEngine:
                     answered += 1
         return answered
 
+    def cancel_running(self) -> None:
+        """Have OpenVINO abandon the batches it is computing (the end of a stop, after `cut_off` has
+        answered their callers: finishing them would outlast the grace period). A cancelled infer
+        request gets no callback, and this engine starts no batch afterwards."""
+        self.cancelled = True
+        self.closed = True
+        for queue in self._queues():
+            for index in range(len(queue)):
+                queue[index].cancel()
+
+    def _queues(self) -> list[Any]:
+        return [q for q in (self.queue, self.single_queue) if q is not None]
+
+    def _wait_requests(self) -> None:
+        for queue in self._queues():
+            for index in range(len(queue)):
+                try:
+                    queue[index].wait()
+                except RuntimeError:  # "Infer Request was canceled": it has stopped, which is what we wait for
+                    pass
+
     async def wait_idle(self, timeout: float) -> bool:
         """Until every started batch's callback has run (so no OpenVINO thread calls back into a
-        finished interpreter); False if `timeout` seconds pass first."""
+        finished interpreter), or after `cancel_running` until OpenVINO has stopped every request;
+        False if `timeout` seconds pass first."""
+        if self.cancelled:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._wait_requests), timeout)
+            except asyncio.TimeoutError:
+                return False
+            self.started.clear()  # no callback will come for them; OpenVINO no longer reads their inputs
+            self.idle = self.slots
+            return True
         deadline = time.monotonic() + timeout
         while self.running and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -147,7 +178,7 @@ class InferenceEngine:
 
     # ------------------------------------------------------------------ on the event loop
     def _pump(self) -> None:
-        while self.idle and self.waiting:
+        while self.idle and self.waiting and not self.cancelled:
             batch = self._take_batch()
             if batch is None:
                 return

@@ -15,17 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound
+from edgeq.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from edgeq.names import check_model_name
 from edgeq.runtime.cpu import usable_cores
 from edgeq.runtime.engine import BatchingPolicy, InferenceEngine
-from edgeq.runtime.memory import ByteBudget, default_inflight_bytes
+from edgeq.runtime.memory import ByteBudget, Reservation, default_inflight_bytes
 from edgeq.runtime.stats import VersionStats
 from edgeq.runtime.tensors import DATATYPES, datatype_of
 from edgeq.store import ModelStore, VersionInfo
 
 log = logging.getLogger("edgeq.runtime")
 
+
+# A message being read is held twice at the end of its read (the transport's buffer and the bytes it
+# becomes), and twice again while it is parsed (those bytes and the parsed message).
+RECEIVE_COPIES = 2
+PARSE_COPIES = 2
 
 RUNTIME_PROPERTIES = ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING",
                       "INFERENCE_PRECISION_HINT")
@@ -142,6 +147,7 @@ class ModelRegistry:
         self.unloaded_by_user: set[str] = set()
         self.inflight = 0  # requests between validation and response, over all models
         self.budget = ByteBudget(self.config.max_inflight_bytes or default_inflight_bytes())
+        self.stopping: Unavailable | None = None  # set by `close`: requests not yet read are refused with it
         self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- loading
@@ -278,12 +284,21 @@ class ModelRegistry:
             return []
 
     def close(self, error: BaseException | None = None) -> int:
-        """Stop taking requests; with `error`, answer every queued request with it. Returns how many."""
+        """Stop taking requests (a message not yet read is refused before it is read); with `error`,
+        answer every queued request with it. Returns how many."""
+        if self.stopping is None:
+            self.stopping = Unavailable("the server is stopping and takes no new requests; retry")
+            self.budget.wake()
         return sum(loaded.engine.close(error) for loaded in self.all_loaded())
 
     def cut_off(self, error: BaseException) -> int:
         """Answer every request OpenVINO is still computing with `error`. Returns how many."""
         return sum(loaded.engine.cut_off(error) for loaded in self.all_loaded())
+
+    def cancel_running(self) -> None:
+        """Have OpenVINO abandon every batch it is computing (after `cut_off` answered their callers)."""
+        for loaded in self.all_loaded():
+            loaded.engine.cancel_running()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Until OpenVINO has finished every started batch, of every version ever loaded and still referenced."""
@@ -294,8 +309,21 @@ class ModelRegistry:
         return [lv for versions in self.loaded.values() for lv in versions.values()]
 
     # ---------------------------------------------------------------- inference
-    async def infer(self, target: LoadedVersion, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run one request; outputs in the model's output order."""
+    async def receiving(self, max_message_bytes: int) -> Reservation:
+        """Admission for a request whose message is still to be read: the most it may hold is reserved
+        before a byte of it is read (RESOURCE_EXHAUSTED when the budget is full of requests of known
+        size; UNAVAILABLE once the server is stopping). The caller releases it when answered."""
+        return await self.budget.reserve(RECEIVE_COPIES * max_message_bytes, lambda: self.stopping)
+
+    @staticmethod
+    def received(reservation: Reservation, message_bytes: int) -> None:
+        """The message is read: its reservation becomes what parsing it holds."""
+        reservation.settle(PARSE_COPIES * message_bytes)
+
+    async def infer(self, target: LoadedVersion, arrays: dict[str, np.ndarray],
+                    reservation: Reservation | None = None) -> list[np.ndarray]:
+        """Run one request; outputs in the model's output order. With `reservation` (the request's
+        admission from `receiving`), the request's bytes are settled there instead of admitted anew."""
         started = time.perf_counter_ns()
         self.inflight += 1
         held = 0
@@ -303,8 +331,11 @@ class ModelRegistry:
             rows = target.check_inputs(arrays, self.config.max_batch_size)
             # What this request holds until it is answered: its inputs (twice when merged) and outputs.
             size = 2 * sum(a.nbytes for a in arrays.values()) + rows * target.output_row_bytes()
-            self.budget.admit(size)
-            held = size
+            if reservation is not None:
+                reservation.settle(size)
+            else:
+                self.budget.admit(size)
+                held = size
             ordered = {spec.name: np.ascontiguousarray(arrays[spec.name]) for spec in target.inputs}
             return await target.engine.infer(ordered, rows)
         except InvalidArgument:

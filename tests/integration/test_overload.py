@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -48,8 +49,10 @@ async def _burst(target: str, request: pb.ModelInferRequest, count: int) -> list
 def test_requests_beyond_the_byte_budget_are_refused_and_the_rest_served(store: Path) -> None:
     inputs, _ = fmnist_arrays()
     batch = np.concatenate([inputs] * 2)[:256]  # 256 rows: 0.8 MB of input
-    # 2 MiB: two such requests fit (inputs counted twice, for a merged copy); 8 calls may be read at once.
-    server = ServerProcess(store, "--max-inflight-bytes", str(2 << 20), "--max-message-bytes", str(1 << 20),
+    # 4 MiB: a message not yet read holds twice the 1 MiB message cap until it is read, and then a
+    # request of 256 rows holds 1.6 MB (inputs counted twice, for a merged copy), so two calls may be
+    # read at once and two or three such requests wait or run.
+    server = ServerProcess(store, "--max-inflight-bytes", str(4 << 20), "--max-message-bytes", str(1 << 20),
                            "--max-batch-size", "256").start()
     try:
         outcomes = asyncio.run(_burst(server.target, _request(batch), 60))
@@ -60,11 +63,62 @@ def test_requests_beyond_the_byte_budget_are_refused_and_the_rest_served(store: 
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, set(codes)
     assert codes.count("OK") >= 1 and codes.count("RESOURCE_EXHAUSTED") >= 1, codes
     budget = [details for code, details in outcomes if "--max-inflight-bytes" in details]
-    assert budget, "the byte budget itself refused nothing"  # not only gRPC's concurrency cap
-    assert [code for code, _ in after] == ["OK"] * 4
+    assert budget, "the byte budget itself refused nothing"
+    assert len(budget) == codes.count("RESOURCE_EXHAUSTED")  # every refusal is the budget's, none a gRPC cap
+    assert [code for code, _ in after] == ["OK"] * 4  # the idle server holds nothing back after the burst
 
 
-async def _load_then_signal(server: ServerProcess, rows: np.ndarray, clients: int) -> dict[str, int]:
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_held(store: Path) -> None:
+    inputs, _ = fmnist_arrays()
+    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB of input per request
+    budget = 40 << 20  # two messages being read (twice the 8 MiB cap each) fit beside a running request
+    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
+                           "--max-batch-size", "2048").start()
+    assert server.process is not None
+    pid = server.process.pid
+    peak, sampling = 0, True
+
+    def sample() -> None:
+        nonlocal peak
+        while sampling:
+            peak = max(peak, _rss(pid))
+            time.sleep(0.005)
+
+    try:
+        warm = asyncio.run(_burst(server.target, _request(rows), 2))  # OpenVINO's buffers for 2048 rows
+        time.sleep(1.5)
+        idle = _rss(pid)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        outcomes: list[tuple[str, str]] = []
+        for _ in range(3):  # bursts back to back: what one leaves held would refuse the next
+            outcomes += asyncio.run(_burst(server.target, _request(rows), 60))
+        sampling = False
+        sampler.join()
+        after = asyncio.run(_burst(server.target, _request(rows), 2))
+    finally:
+        assert server.stop() == 0
+    codes = [code for code, _ in outcomes]
+    assert [code for code, _ in warm] == ["OK", "OK"]
+    assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, set(codes)
+    assert all("--max-inflight-bytes" in details for code, details in outcomes if code != "OK")
+    # Read and parsed before admission (gRPC's unary handler), such bursts took over 600 MiB above
+    # idle; admitted before reading, the server stays within its budget plus what gRPC buffers of
+    # calls it has not handed over yet (their HTTP/2 flow-control windows).
+    assert peak - idle < budget + (128 << 20), f"{(peak - idle) / 2**20:.1f} MiB over idle"
+    assert [code for code, _ in after] == ["OK", "OK"]
+
+
+async def _load_then_signal(server: ServerProcess, rows: np.ndarray, clients: int,
+                            exited: list[float] | None = None) -> dict[str, int]:
+    """Clients send back to back; SIGTERM 1.5 s in; `exited` gets the seconds from the signal to the exit."""
     codes: dict[str, int] = {}
     details: dict[str, str] = {}
     async with grpc.aio.insecure_channel(server.target) as channel:
@@ -88,6 +142,11 @@ async def _load_then_signal(server: ServerProcess, rows: np.ndarray, clients: in
         await asyncio.sleep(1.5)
         assert server.process is not None
         server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        if exited is not None:
+            process = server.process
+            threading.Thread(target=lambda: (process.wait(), exited.append(time.monotonic() - signalled)),
+                             daemon=True).start()
         stopping.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert set(details) <= {"OK"}, details
@@ -106,3 +165,18 @@ def test_sigterm_under_load_exits_cleanly_and_answers_every_request(store: Path)
         assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
     log = server.log.read_text()
     assert "inference requests in flight at the signal" in log and "cut off" in log
+
+
+def test_sigterm_while_large_requests_are_read_answers_them_and_ends_within_the_grace(store: Path) -> None:
+    """Calls still being read when the server stops are answered UNAVAILABLE, never CANCELLED by
+    gRPC's stop, and OpenVINO's running batches do not hold the exit back."""
+    inputs, _ = fmnist_arrays()
+    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB a request: reading them takes time
+    for _ in range(2):
+        server = ServerProcess(store, "--grace-seconds", "2", "--max-batch-size", "2048").start()
+        exited: list[float] = []
+        codes = asyncio.run(_load_then_signal(server, rows, 32, exited))
+        assert server.stop(timeout=60) == 0, server.log.read_text()[-3000:]
+        assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
+        assert codes.get("UNAVAILABLE", 0) >= 32, codes  # every client heard why it was turned away
+        assert exited and exited[0] < 2 + 2.0, exited  # the grace period and a margin, not the batches' time

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -45,3 +46,42 @@ def test_cut_off_leaves_finished_callers_alone() -> None:
         assert engine.cut_off(Unavailable("late")) == 0 and not engine.started
 
     asyncio.run(scenario())
+
+
+def _slow_model() -> "object":
+    """A chain of 120 512x512 matmuls: a 2048-row batch runs for seconds on two cores."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([-1, 512], np.float32, name="x")
+    h = x
+    for _ in range(120):
+        h = ops.relu(ops.matmul(h, ops.constant((rng.random((512, 512)) * 0.01).astype(np.float32)), False, False))
+    return ov.Model([h], [x], "slow")
+
+
+def test_cancel_running_stops_openvino_without_waiting_for_the_batches() -> None:
+    async def scenario() -> tuple[float, float]:
+        engine = InferenceEngine(compile_cpu(_slow_model()), 1, BatchingPolicy(max_batch_size=1), VersionStats())
+        rows = np.ones((2048, 512), np.float32)
+        started = time.monotonic()
+        await engine.infer({"x": rows[:8]}, 8)  # a short one first: how long the long ones would take
+        long_seconds = (time.monotonic() - started) * 2048 / 8
+        running = [asyncio.ensure_future(engine.infer({"x": rows}, 2048)) for _ in range(engine.slots)]
+        await asyncio.sleep(0.05)
+        assert engine.cut_off(Unavailable("still running")) == engine.slots
+        began = time.monotonic()
+        engine.cancel_running()
+        assert await engine.wait_idle(30.0)
+        waited = time.monotonic() - began
+        for future in running:
+            with pytest.raises(Unavailable, match="still running"):
+                await future
+        assert not engine.started and engine.running == 0
+        with pytest.raises(Unavailable):  # a cancelled engine takes nothing new
+            await engine.infer({"x": rows[:1]}, 1)
+        return waited, long_seconds
+
+    waited, long_seconds = asyncio.run(scenario())
+    assert waited < 1.0 and waited < long_seconds / 4, (waited, long_seconds)
