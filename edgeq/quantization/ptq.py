@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
 
 def from_smoothed(recipe: Recipe) -> Recipe:
     """The recipe NNCF runs on a model `smooth` already smoothed for it: the same, SmoothQuant off."""
-    return dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
+    return replace(recipe, smooth_quant_alpha=-1.0)
 
 
 def smoothing_key(recipe: Recipe) -> str | None:
@@ -87,79 +87,80 @@ def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> lis
 
 
 # ---- the same, in a child process ------------------------------------------------------------
-def _child_inputs(workdir: str, model_xml: str, calibration_npy: str) -> tuple[dict[str, Any], ov.Model, list[Any]]:
-    """Child side: what a task's files hold (params.json, the IR, the calibration samples)."""
-    params = json.loads((Path(workdir) / "params.json").read_text())
-    calibration = np.load(calibration_npy, mmap_mode="r")
-    return params, ov.Core().read_model(model_xml), [calibration[i] for i in range(len(calibration))]
+@dataclass(frozen=True)
+class ChildRequest:
+    """What a PTQ or SmoothQuant child runs (handed to it pickled, as its task's argument): the model
+    and calibration samples it reads, and for each recipe the IR it writes (PTQ: with `ignored` kept float)."""
+
+    workdir: str  # error.txt, and a shared pass's timings.json
+    model_xml: str
+    calibration_npy: str
+    recipes: list[Recipe]
+    outputs: list[str]
+    ignored: list[list[str]] = field(default_factory=list)
+
+    def inputs(self) -> tuple[ov.Model, list[Any]]:
+        calibration = np.load(self.calibration_npy, mmap_mode="r")
+        return ov.Core().read_model(self.model_xml), [calibration[i] for i in range(len(calibration))]
+
+    def save(self, models: list[ov.Model]) -> None:
+        for model, path in zip(models, self.outputs):
+            ov.save_model(model, path, compress_to_fp16=False)
 
 
-def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> int8.xml in `workdir`.
-
-    With "smoothed" in params, `float_xml` is already smoothed (`smooth`): SmoothQuant is not run again.
-    """
-    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
-    recipe = Recipe.from_dict(params["recipe"])
-    if params.get("smoothed"):
-        recipe = from_smoothed(recipe)
-    int8 = quantize(model, calibration, recipe, params["ignored"])
-    ov.save_model(int8, str(Path(workdir) / "int8.xml"), compress_to_fp16=False)
+def _quantize_files(request: ChildRequest) -> None:
+    """Child side of `ptq_task`: NNCF's whole PTQ pipeline for its one recipe."""
+    model, calibration = request.inputs()
+    request.save([quantize(model, calibration, request.recipes[0], request.ignored[0])])
 
 
-def _quantize_many_files(workdir: str, model_xml: str, calibration_npy: str) -> None:
-    """Child side of `many_task`: one statistics pass, an int8.xml in each member's directory,
-    the pass's and each member's seconds in `workdir/timings.json`."""
-    params, model, calibration = _child_inputs(workdir, model_xml, calibration_npy)
-    recipes = [Recipe.from_dict(member["recipe"]) for member in params["members"]]
-    if params.get("smoothed"):
-        recipes = [from_smoothed(recipe) for recipe in recipes]
+def _quantize_many_files(request: ChildRequest) -> None:
+    """Child side of `many_task`: one statistics pass; the pass's and each member's seconds in timings.json."""
+    model, calibration = request.inputs()
     timings: dict[str, Any] = {}
-    quantized = quantize_many(model, calibration, [(recipe, member["ignored"])
-                                                   for recipe, member in zip(recipes, params["members"])], timings)
-    for member, int8 in zip(params["members"], quantized):
-        ov.save_model(int8, str(Path(member["workdir"]) / "int8.xml"), compress_to_fp16=False)
-    (Path(workdir) / "timings.json").write_text(json.dumps(timings))
+    request.save(quantize_many(model, calibration, list(zip(request.recipes, request.ignored)), timings))
+    (Path(request.workdir) / "timings.json").write_text(json.dumps(timings))
 
 
-def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> smoothed-<i>.xml in `workdir`, one per recipe."""
-    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
-    smoothed = smooth_many(model, calibration, [Recipe.from_dict(recipe) for recipe in params["recipes"]])
-    for index, result in enumerate(smoothed):
-        ov.save_model(result, str(Path(workdir) / f"smoothed-{index}.xml"), compress_to_fp16=False)
+def _smooth_files(request: ChildRequest) -> None:
+    """Child side of `smoothing_task`."""
+    model, calibration = request.inputs()
+    request.save(smooth_many(model, calibration, request.recipes))
 
 
-def _task(name: str, target: Any, workdir: Path, params: dict[str, Any], model_xml: Path, calibration_npy: Path) -> Any:
-    """An isolated.Task whose child reads `params` (written here), the IR and the calibration samples."""
+def _task(name: str, target: Any, workdir: Path, model_xml: Path, calibration_npy: Path,
+          members: list[tuple[Path, Recipe, list[str]]]) -> Task:
+    """An isolated.Task running `target` on a ChildRequest of (output IR, recipe, ignored names) members."""
+    for output, _, _ in members:
+        output.parent.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.json").write_text(json.dumps(params))
-    return Task(name, target, (str(workdir), str(model_xml), str(calibration_npy)), str(workdir))
+    request = ChildRequest(str(workdir), str(model_xml), str(calibration_npy), [recipe for _, recipe, _ in members],
+                           [str(output) for output, _, _ in members], [list(ignored) for _, _, ignored in members])
+    return Task(name, target, (request,), str(workdir))
 
 
 def ptq_task(workdir: Path, name: str, float_xml: Path, calibration_npy: Path, recipe: Recipe,
-             ignored: list[str], smoothed_xml: Path | None = None) -> Any:
+             ignored: list[str], smoothed_xml: Path | None = None) -> Task:
     """An isolated.Task quantizing into `workdir/int8.xml` (workdir is created); from `smoothed_xml`
     (the output of a `smoothing_task` with the same SmoothQuant settings) instead of the float IR if given."""
-    params = {"recipe": recipe.to_dict(), "ignored": list(ignored), "smoothed": smoothed_xml is not None}
-    return _task(name, _quantize_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
+    recipe = from_smoothed(recipe) if smoothed_xml else recipe
+    return _task(name, _quantize_files, workdir, smoothed_xml or float_xml, calibration_npy,
+                 [(workdir / "int8.xml", recipe, ignored)])
 
 
 def many_task(workdir: Path, name: str, members: list[tuple[Path, Recipe, list[str]]], float_xml: Path,
-              calibration_npy: Path, smoothed_xml: Path | None = None) -> Any:
+              calibration_npy: Path, smoothed_xml: Path | None = None) -> Task:
     """An isolated.Task quantizing several recipes from one statistics pass (`quantize_many`): one
     int8.xml per (directory, recipe, ignored names); from `smoothed_xml` if given, as `ptq_task`."""
-    for directory, _, _ in members:
-        directory.mkdir(parents=True, exist_ok=True)
-    params = {"members": [{"workdir": str(directory), "recipe": recipe.to_dict(), "ignored": list(ignored)}
-                          for directory, recipe, ignored in members], "smoothed": smoothed_xml is not None}
-    return _task(name, _quantize_many_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
+    return _task(name, _quantize_many_files, workdir, smoothed_xml or float_xml, calibration_npy,
+                 [(directory / "int8.xml", from_smoothed(recipe) if smoothed_xml else recipe, ignored)
+                  for directory, recipe, ignored in members])
 
 
-def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe]) -> Any:
+def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe]) -> Task:
     """An isolated.Task writing `workdir/smoothed-<i>.xml`: SmoothQuant once for several recipes."""
-    return _task("smoothing", _smooth_files, workdir, {"recipes": [recipe.to_dict() for recipe in recipes]},
-                 float_xml, calibration_npy)
+    return _task("smoothing", _smooth_files, workdir, float_xml, calibration_npy,
+                 [(workdir / f"smoothed-{index}.xml", recipe, []) for index, recipe in enumerate(recipes)])
 
 
 def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe],

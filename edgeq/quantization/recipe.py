@@ -38,10 +38,3 @@ class Recipe:
         data = asdict(self)
         data["rules"] = list(self.rules)
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
-        data = dict(data)
-        if "rules" in data:
-            data["rules"] = tuple(data["rules"])
-        return cls(**data)
