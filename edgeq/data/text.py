@@ -22,7 +22,6 @@ from edgeq.data.samples import Sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec
 
-TEXT_SUFFIXES = (".txt", ".jsonl")
 DEFAULT_MAX_LENGTH = 128
 MAX_LINE_CHARS = 100_000
 CHUNK = 64
