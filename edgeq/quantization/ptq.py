@@ -31,7 +31,7 @@ def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe,
     single inference pass, each algorithm instance keeping its own collectors. A PTQ pipeline per
     recipe, their points merged, gives each recipe the model nncf.quantize gives (same weights, same
     outputs), for the cost of one pass instead of one per recipe, and the pass is most of what one
-    recipe costs. Only recipes that `shares_statistics` (run `smooth` first).
+    recipe costs. Only recipes that `shares_statistics` (run `smooth_many` first).
     `timings` (if given) receives the seconds of the shared pass and of each recipe's own step.
     """
     if not all(shares_statistics(recipe) for recipe, _ in members):
@@ -48,7 +48,7 @@ def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
 
 
 def from_smoothed(recipe: Recipe) -> Recipe:
-    """The recipe NNCF runs on a model `smooth` already smoothed for it: the same, SmoothQuant off."""
+    """The recipe NNCF runs on a model `smooth_many` already smoothed for it: the same, SmoothQuant off."""
     return replace(recipe, smooth_quant_alpha=-1.0)
 
 
@@ -58,27 +58,20 @@ def smoothing_key(recipe: Recipe) -> str | None:
     return None if alphas is None else str(alphas)
 
 
-def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
-    """NNCF's first PTQ step alone: SmoothQuant, with the alphas and subset size `recipe` gives it.
+def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
+    """NNCF's first PTQ step alone, SmoothQuant, for each recipe (its alphas and subset size) from one
+    statistics pass.
 
     SmoothQuant sees neither the ignored scope, the preset, the range estimator nor the bias
     correction, so recipes that differ only in those share its statistics pass (NNCF's own Pipeline
     class, one step); `quantize` of the smoothed model with SmoothQuant off runs the rest of NNCF's
-    pipeline and gives the model `quantize` of the float one would.
-    """
-    return smooth_many(model, calibration, [recipe])[0]
-
-
-def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
-    """`smooth` for several recipes (different alphas) from one statistics pass.
-
-    SmoothQuant's statistics (each channel's largest activation) do not depend on alpha, so, as in
-    `quantize_many`, one step per recipe with their statistic points merged gives each recipe its
-    own smoothed model for the cost of one pass.
+    pipeline and gives the model `quantize` of the float one would. Its statistics (each channel's
+    largest activation) do not depend on alpha either, so, as in `quantize_many`, one step per recipe
+    with their statistic points merged gives each recipe its own smoothed model for the cost of one pass.
     """
     alphas = [smoothing_alphas(recipe) for recipe in recipes]
     if any(a is None for a in alphas):
-        raise InternalError("smooth() called for a recipe without SmoothQuant")
+        raise InternalError("smooth_many() called for a recipe without SmoothQuant")
     smoothed = nncf_adapter.smooth_sharing_statistics(
         model, calibration, [(recipe.subset_size, a) for recipe, a in zip(recipes, alphas) if a is not None])
     for result, a in zip(smoothed, alphas):
