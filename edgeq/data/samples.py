@@ -80,4 +80,3 @@ def hold_out(base: SampleSet, fraction: float) -> tuple[Subset, Subset]:
     validation = [i for i in range(total) if i % step == step - 1]
     calibration = [i for i in range(total) if i % step != step - 1]
     return Subset(base, calibration), Subset(base, validation)
-
