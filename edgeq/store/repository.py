@@ -184,10 +184,7 @@ class ModelStore:
 
     def published_by(self, name: str, job: str) -> VersionInfo | None:
         """The version of `name` whose manifest names `job`, if that job published one."""
-        for info in self.versions(name):
-            if info.job == job:
-                return info
-        return None
+        return next((info for info in self.versions(name) if info.job == job), None)
 
     def deleted(self, name: str, version: int, job: str | None) -> dict[str, Any] | None:
         """The record of `delete` having removed this version of `job` (or of no named job);
