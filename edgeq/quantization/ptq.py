@@ -25,15 +25,10 @@ def shares_statistics(recipe: Recipe) -> bool:
 
 def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe, list[str]]],
                   timings: dict[str, Any] | None = None) -> list[ov.Model]:
-    """`quantize` for several (recipe, ignored names) from one statistics pass over the calibration set.
-
-    NNCF merges the statistic points of the algorithms in one pipeline step and collects them in a
-    single inference pass, each algorithm instance keeping its own collectors. A PTQ pipeline per
-    recipe, their points merged, gives each recipe the model nncf.quantize gives (same weights, same
-    outputs), for the cost of one pass instead of one per recipe, and the pass is most of what one
-    recipe costs. Only recipes that `shares_statistics` (run `smooth_many` first).
-    `timings` (if given) receives the seconds of the shared pass and of each recipe's own step.
-    """
+    """`quantize` for several (recipe, ignored names) from one statistics pass over the calibration set
+    (`nncf_adapter.quantize_sharing_statistics`): each recipe gets the model nncf.quantize gives, for
+    the cost of one pass instead of one per recipe, and the pass is most of what one recipe costs.
+    Only recipes that `shares_statistics` (run `smooth_many` first)."""
     if not all(shares_statistics(recipe) for recipe, _ in members):
         raise InternalError("quantize_many() needs recipes without SmoothQuant and with fast bias correction")
     return nncf_adapter.quantize_sharing_statistics(model, calibration, members, timings)
@@ -59,15 +54,13 @@ def smoothing_key(recipe: Recipe) -> str | None:
 
 
 def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
-    """NNCF's first PTQ step alone, SmoothQuant, for each recipe (its alphas and subset size) from one
-    statistics pass.
+    """NNCF's first PTQ step alone, SmoothQuant, for each recipe (its alphas and subset size), from one
+    statistics pass (`nncf_adapter.smooth_sharing_statistics`).
 
     SmoothQuant sees neither the ignored scope, the preset, the range estimator nor the bias
-    correction, so recipes that differ only in those share its statistics pass (NNCF's own Pipeline
-    class, one step); `quantize` of the smoothed model with SmoothQuant off runs the rest of NNCF's
-    pipeline and gives the model `quantize` of the float one would. Its statistics (each channel's
-    largest activation) do not depend on alpha either, so, as in `quantize_many`, one step per recipe
-    with their statistic points merged gives each recipe its own smoothed model for the cost of one pass.
+    correction, so recipes that differ only in those share its pass; `quantize` of the smoothed model
+    with SmoothQuant off runs the rest of NNCF's pipeline and gives the model `quantize` of the float
+    one would.
     """
     alphas = [smoothing_alphas(recipe) for recipe in recipes]
     if any(a is None for a in alphas):
