@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,44 +74,50 @@ def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> lis
 
 # ---- the same, in a child process ------------------------------------------------------------
 @dataclass(frozen=True)
+class Member:
+    output: str  # the IR the child writes
+    recipe: Recipe
+    ignored: list[str]  # PTQ: the ops kept in float
+
+
+@dataclass(frozen=True)
 class ChildRequest:
     """What a PTQ or SmoothQuant child runs (handed to it pickled, as its task's argument): the model
-    and calibration samples it reads, and for each recipe the IR it writes (PTQ: with `ignored` kept float)."""
+    and calibration samples it reads, and one output per recipe."""
 
     workdir: str  # error.txt, and a shared pass's timings.json
     model_xml: str
     calibration_npy: str
-    recipes: list[Recipe]
-    outputs: list[str]
-    ignored: list[list[str]] = field(default_factory=list)
+    members: list[Member]
 
     def inputs(self) -> tuple[ov.Model, list[Any]]:
         calibration = np.load(self.calibration_npy, mmap_mode="r")
         return ov.Core().read_model(self.model_xml), [calibration[i] for i in range(len(calibration))]
 
     def save(self, models: list[ov.Model]) -> None:
-        for model, path in zip(models, self.outputs):
-            ov.save_model(model, path, compress_to_fp16=False)
+        for model, member in zip(models, self.members):
+            ov.save_model(model, member.output, compress_to_fp16=False)
 
 
 def _quantize_files(request: ChildRequest) -> None:
     """Child side of `ptq_task`: NNCF's whole PTQ pipeline for its one recipe."""
     model, calibration = request.inputs()
-    request.save([quantize(model, calibration, request.recipes[0], request.ignored[0])])
+    (member,) = request.members
+    request.save([quantize(model, calibration, member.recipe, member.ignored)])
 
 
 def _quantize_many_files(request: ChildRequest) -> None:
     """Child side of `many_task`: one statistics pass; the pass's and each member's seconds in timings.json."""
     model, calibration = request.inputs()
     timings: dict[str, Any] = {}
-    request.save(quantize_many(model, calibration, list(zip(request.recipes, request.ignored)), timings))
+    request.save(quantize_many(model, calibration, [(m.recipe, m.ignored) for m in request.members], timings))
     (Path(request.workdir) / "timings.json").write_text(json.dumps(timings))
 
 
 def _smooth_files(request: ChildRequest) -> None:
     """Child side of `smoothing_task`."""
     model, calibration = request.inputs()
-    request.save(smooth_many(model, calibration, request.recipes))
+    request.save(smooth_many(model, calibration, [member.recipe for member in request.members]))
 
 
 def _task(name: str, target: Any, workdir: Path, model_xml: Path, calibration_npy: Path,
@@ -120,8 +126,8 @@ def _task(name: str, target: Any, workdir: Path, model_xml: Path, calibration_np
     for output, _, _ in members:
         output.parent.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    request = ChildRequest(str(workdir), str(model_xml), str(calibration_npy), [recipe for _, recipe, _ in members],
-                           [str(output) for output, _, _ in members], [list(ignored) for _, _, ignored in members])
+    request = ChildRequest(str(workdir), str(model_xml), str(calibration_npy),
+                           [Member(str(output), recipe, list(ignored)) for output, recipe, ignored in members])
     return Task(name, target, (request,), str(workdir))
 
 
