@@ -79,9 +79,7 @@ def user_input(what: str) -> Iterator[None]:
     """Errors inside mean the user's file or value is bad: InvalidArgument naming `what`."""
     try:
         yield
-    except EdgeqError:
-        raise
-    except MemoryError:
+    except (EdgeqError, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - this is the translation boundary
         raise InvalidArgument(f"{what}: {_first_line(error)}") from error

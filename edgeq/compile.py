@@ -20,9 +20,7 @@ def core() -> ov.Core:
 def compile_cpu(model: ov.Model | str, *, precision: str = "default", hint: str = "THROUGHPUT",
                 extra: dict[str, Any] | None = None) -> ov.CompiledModel:
     config: dict[str, Any] = {"PERFORMANCE_HINT": hint}
-    if precision == "f32":
-        config["INFERENCE_PRECISION_HINT"] = "f32"
-    elif precision != "default":
+    if precision != "default":
         config["INFERENCE_PRECISION_HINT"] = precision
     config.update(extra or {})
     return core().compile_model(model, "CPU", config)

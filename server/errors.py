@@ -21,7 +21,4 @@ STATUS: dict[type[errors.EdgeqError], grpc.StatusCode] = {
 
 
 def status_of(error: BaseException) -> grpc.StatusCode:
-    for kind in type(error).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]  # type: ignore[index]
-    return grpc.StatusCode.INTERNAL
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS), grpc.StatusCode.INTERNAL)  # type: ignore[index]

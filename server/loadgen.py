@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
 
+from edgeq.runtime.tensors import DATATYPES
 from edgeq_server.client import Security
 from edgeq_server.gen.inference import grpc_service_pb2 as pb
 from edgeq_server.gen.inference import grpc_service_pb2_grpc as pb_grpc
-
-DTYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "UINT8": np.uint8}
 
 
 @dataclass
@@ -36,9 +35,6 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     first_error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 SEQUENCE = 16
@@ -63,7 +59,7 @@ async def _inputs(stub: pb_grpc.GRPCInferenceServiceStub, model: str, version: s
     for index, tensor in enumerate(metadata.inputs):
         # a dynamic dimension past the batch is a sequence length: a short sentence's worth
         shape = [batch if i == 0 and d < 0 else (d if d > 0 else SEQUENCE) for i, d in enumerate(tensor.shape)]
-        dtype = np.dtype(DTYPES.get(tensor.datatype, np.float32))
+        dtype = DATATYPES.get(tensor.datatype, np.dtype(np.float32))
         if data is not None and index == 0:
             array = np.ascontiguousarray(data[:batch], dtype=dtype)
             shape = list(array.shape)

@@ -130,6 +130,8 @@ def _bench_inputs(path: str) -> Any:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Table per concurrency (and per version with --compare-version); --json writes it."""
     import asyncio
+    import dataclasses
+    import statistics
     import time
 
     import numpy as np
@@ -163,29 +165,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                   duration=args.duration, max_requests=args.max_requests,
                                                   batch=args.batch, data=data, on_tick=tick, security=security))
                     progress.remove_task(task)
-                    rows.append(result.to_dict())
+                    rows.append(result)
     table = Table(title=f"edgeq bench {args.model} @ {args.target} (batch {args.batch})")
     for column in ("version", "concurrency", "requests", "errors", "infer/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right")
     for row in rows:
-        table.add_row(row["version"], str(row["concurrency"]), str(row["requests"]), str(row["errors"]),
-                      f"{row['throughput']:.1f}", f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                      f"{row['max_ms']:.2f}")
+        table.add_row(row.version, str(row.concurrency), str(row.requests), str(row.errors), f"{row.throughput:.1f}",
+                      *(f"{ms:.2f}" for ms in (row.p50_ms, row.p90_ms, row.p99_ms, row.max_ms)))
     Console(width=140).print(table)
-    summary: dict[str, Any] = {"rows": rows}
+    summary: dict[str, Any] = {"rows": [dataclasses.asdict(row) for row in rows]}
     if args.compare_version:
         ratios = {}
-        for concurrency in sorted({r["concurrency"] for r in rows}):
+        for concurrency in sorted({r.concurrency for r in rows}):
             def median(version: str) -> float:
-                values = sorted(r["throughput"] for r in rows if r["concurrency"] == concurrency and r["version"] == version)
-                return values[len(values) // 2]
+                return statistics.median_high(r.throughput for r in rows
+                                              if r.concurrency == concurrency and r.version == version)
             ratios[str(concurrency)] = median(versions[0] or "latest") / max(1e-9, median(versions[1]))
             print(f"concurrency {concurrency}: version {versions[0] or 'latest'} / version {versions[1]} "
                   f"throughput ratio x{ratios[str(concurrency)]:.2f} (median of {args.rounds} alternating rounds)")
         summary["ratios"] = ratios
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
-    return 1 if any(r["errors"] for r in rows) else 0
+    return 1 if any(r.errors for r in rows) else 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -38,14 +38,9 @@ def repeat(sample: np.ndarray | np.void, count: int) -> dict[Any, np.ndarray]:
     return batch(np.repeat(np.asarray(sample)[None], count, axis=0))
 
 
-def row_dtype(fields: dict[str, np.ndarray]) -> np.dtype:
-    """The structured dtype of one sample whose inputs are `fields` (name -> array without batch)."""
-    return np.dtype([(name, value.dtype, value.shape) for name, value in fields.items()])
-
-
 def pack(fields: dict[str, np.ndarray]) -> np.ndarray:
-    """Named arrays (without batch) as one structured sample (a 0-d array)."""
-    row = np.zeros((), dtype=row_dtype(fields))
+    """Named arrays (without batch) as one structured sample (a 0-d array), a field per name."""
+    row = np.zeros((), dtype=[(name, value.dtype, value.shape) for name, value in fields.items()])
     for name, value in fields.items():
         row[name] = value
     return row

@@ -12,7 +12,6 @@ cannot take are refused with a message saying which.
 from __future__ import annotations
 
 import zipfile
-import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from edgeq.archive import ArchiveLimits
 from edgeq.data.feed import pack
-from edgeq.data.npz import _open_member, read_labels, reading_npz
+from edgeq.data.npz import _open_member, read_labels, read_row, reading_npz
 from edgeq.data.samples import Sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec
@@ -90,13 +89,7 @@ class NamedNpzSamples:
 
     def _row(self, stream: IO[bytes], spec: InputSpec, index: int) -> np.ndarray:
         shape, dtype = self.shapes[spec.name], self.dtypes[spec.name]
-        size = int(np.prod(shape[1:])) * dtype.itemsize
-        try:
-            raw = stream.read(size)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise InvalidArgument(f"{self.path.name}: '{spec.name}' is corrupt at row {index}: {error}") from error
-        if len(raw) != size:
-            raise InvalidArgument(f"{self.path.name}: '{spec.name}' is truncated at row {index}")
+        raw = read_row(stream, int(np.prod(shape[1:])) * dtype.itemsize, self.path, spec.name, index)
         row = np.frombuffer(raw, dtype=dtype).reshape(shape[1:])
         want = np.dtype(spec.dtype)
         if want.kind in "iub" and dtype != want:

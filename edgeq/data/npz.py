@@ -86,6 +86,19 @@ def read_labels(archive: zipfile.ZipFile, label: str, limits: ArchiveLimits) -> 
     return labels
 
 
+def read_row(stream: IO[bytes], size: int, path: Path, array: str, index: int) -> bytes:
+    """The `size` bytes of row `index` of `array`: a corrupt or short member is the user's error."""
+    try:
+        raw = stream.read(size)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        raise InvalidArgument(f"{path.name}: '{array}' is corrupt at row {index}: {error}") from error
+    except MemoryError as error:
+        raise ResourceExhausted(f"{path.name}: row {index} of '{array}' does not fit in memory") from error
+    if len(raw) != size:
+        raise InvalidArgument(f"{path.name}: '{array}' is truncated at row {index}")
+    return raw
+
+
 class NpzSamples:
     def __init__(self, path: Path, spec: InputSpec, limits: ArchiveLimits = ArchiveLimits()):
         self.path = path
@@ -119,24 +132,13 @@ class NpzSamples:
         return int(self.shape[0])
 
     def __iter__(self) -> Iterator[Sample]:
-        row_items = int(np.prod(self.shape[1:]))
-        row_bytes = row_items * self.dtype.itemsize
+        row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         with zipfile.ZipFile(self.path) as archive:
             stream, _, _, _ = _open_member(archive, "inputs.npy", self.path.name, self.limits)
             with stream:
-                yield from self._rows(stream, row_bytes)
-
-    def _rows(self, stream: IO[bytes], row_bytes: int) -> Iterator[Sample]:
-        for index in range(len(self)):
-            try:
-                raw = stream.read(row_bytes)
-            except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-                raise InvalidArgument(f"{self.path.name}: 'inputs' is corrupt at row {index}: {error}") from error
-            except MemoryError as error:
-                raise ResourceExhausted(f"{self.path.name}: row {index} of 'inputs' does not fit in memory") from error
-            if len(raw) != row_bytes:
-                raise InvalidArgument(f"{self.path.name}: 'inputs' is truncated at row {index}")
-            row = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape[1:])
-            values = check_sample(row, self.spec, f"inputs[{index}] of {self.path.name}")
-            label = None if self.labels is None else int(self.labels[index])
-            yield Sample(index, values, label, f"inputs[{index}]")
+                for index in range(len(self)):
+                    raw = read_row(stream, row_bytes, self.path, "inputs", index)
+                    row = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape[1:])
+                    values = check_sample(row, self.spec, f"inputs[{index}] of {self.path.name}")
+                    label = None if self.labels is None else int(self.labels[index])
+                    yield Sample(index, values, label, f"inputs[{index}]")

@@ -80,15 +80,3 @@ def hold_out(base: SampleSet, fraction: float) -> tuple[Subset, Subset]:
     validation = [i for i in range(total) if i % step == step - 1]
     calibration = [i for i in range(total) if i % step != step - 1]
     return Subset(base, calibration), Subset(base, validation)
-
-
-def stack(samples: SampleSet) -> tuple[np.ndarray, np.ndarray | None]:
-    """Materialise a (small) set: inputs (N, ...) and labels (N,) or None."""
-    inputs, labels = [], []
-    for sample in samples:
-        inputs.append(sample.input)
-        labels.append(-1 if sample.label is None else sample.label)
-    if not inputs:
-        raise InvalidArgument("the data set is empty")
-    label_array = np.asarray(labels, dtype=np.int64) if samples.has_labels else None
-    return np.stack(inputs), label_array

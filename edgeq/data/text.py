@@ -22,7 +22,6 @@ from edgeq.data.samples import Sample
 from edgeq.errors import InvalidArgument
 from edgeq.sources.spec import InputSpec
 
-TEXT_SUFFIXES = (".txt", ".jsonl")
 DEFAULT_MAX_LENGTH = 128
 MAX_LINE_CHARS = 100_000
 CHUNK = 64
@@ -39,10 +38,7 @@ def _entries(path: Path) -> Iterator[tuple[int, str, int | None]]:
                 line = line.strip()
                 if not line:
                     continue
-                if not jsonl:
-                    yield number, line, None
-                    continue
-                yield (number, *_json_line(path, number, line))
+                yield (number, *_json_line(path, number, line)) if jsonl else (number, line, None)
         except UnicodeDecodeError as error:
             raise InvalidArgument(f"{path.name}: not UTF-8 text ({error})") from error
 
@@ -75,11 +71,8 @@ class TextSamples:
         self.path, self.specs = path, specs
         self.max_length = max_length or DEFAULT_MAX_LENGTH
         self.tokenizer: Any = load_tokenizer(tokenizer_folder)
-        self.count = 0
-        labels = []
-        for _, _, label in _entries(path):
-            self.count += 1
-            labels.append(label)
+        labels = [label for _, _, label in _entries(path)]
+        self.count = len(labels)
         if self.count == 0:
             raise InvalidArgument(f"{path.name}: no text (every line is empty)")
         labelled = [label is not None for label in labels]

@@ -189,10 +189,8 @@ def _recovered_twin(connection: sqlite3.Connection, target_name: str, spec: dict
     canonical = json.dumps(spec, sort_keys=True, default=str)
     rows = connection.execute("SELECT id, spec_json FROM jobs WHERE recovered = 1 AND state = ? AND target_name = ? "
                               "ORDER BY created DESC", (SUCCEEDED, target_name)).fetchall()
-    for row in rows:
-        if json.dumps(json.loads(row["spec_json"]), sort_keys=True, default=str) == canonical:
-            return str(row["id"])
-    return None
+    return next((str(row["id"]) for row in rows
+                 if json.dumps(json.loads(row["spec_json"]), sort_keys=True, default=str) == canonical), None)
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

@@ -101,8 +101,6 @@ def _unpack_ir(archive: Path, workdir: Path) -> Path:
     return target / xml[0]
 
 
-
-
 def _unpack_folder(archive: Path, workdir: Path) -> Path:
     """A Hugging Face folder upload: a .tar whose files (config.json at the top, or under one top
     folder) are written out as they are; SafeArchive has refused links, `..` and bombs."""

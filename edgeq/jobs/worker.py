@@ -64,15 +64,12 @@ def run_job(store_root: str, state_root: str, db_path: str, job_id: str, memory_
         failure = (artifacts.name_files(f"{type(error).__name__}: {error}"), FAILED)
     except MemoryError as error:
         failure = (out_of_memory(str(error) or "an allocation failed"), FAILED)
-    except (ImportError, OSError, RuntimeError) as error:
+    except BaseException as error:  # noqa: BLE001 - a job's failure is data, not a crash of the worker
         if memory_limit > 0 and _allocation_failed(error):  # native code (a loader, OpenVINO) hit the limit
             failure = (out_of_memory(f"{type(error).__name__}: {_last_line(error)}"), FAILED)
         else:
             failure = (artifacts.name_files(f"internal error: {type(error).__name__}: {error}\n"
                                             f"{traceback.format_exc(limit=3)}"), FAILED)
-    except BaseException as error:  # noqa: BLE001 - a job's failure is data, not a crash of the worker
-        failure = (artifacts.name_files(f"internal error: {type(error).__name__}: {error}\n"
-                                        f"{traceback.format_exc(limit=3)}"), FAILED)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if failure is not None:
@@ -89,6 +86,8 @@ def _allocation_failed(error: BaseException) -> bool:
 
     if isinstance(error, OSError) and error.errno == errno.ENOMEM:
         return True
+    if not isinstance(error, (ImportError, OSError, RuntimeError)):
+        return False
     text = str(error).lower()
     return any(sign in text for sign in ("failed to map segment", "cannot allocate memory", "can't alloc",
                                          "bad_alloc", "out of memory"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,10 @@ def shares_statistics(recipe: Recipe) -> bool:
 
 def quantize_many(model: ov.Model, calibration: Any, members: list[tuple[Recipe, list[str]]],
                   timings: dict[str, Any] | None = None) -> list[ov.Model]:
-    """`quantize` for several (recipe, ignored names) from one statistics pass over the calibration set.
-
-    NNCF merges the statistic points of the algorithms in one pipeline step and collects them in a
-    single inference pass, each algorithm instance keeping its own collectors. A PTQ pipeline per
-    recipe, their points merged, gives each recipe the model nncf.quantize gives (same weights, same
-    outputs), for the cost of one pass instead of one per recipe, and the pass is most of what one
-    recipe costs. Only recipes that `shares_statistics` (run `smooth` first).
-    `timings` (if given) receives the seconds of the shared pass and of each recipe's own step.
-    """
+    """`quantize` for several (recipe, ignored names) from one statistics pass over the calibration set
+    (`nncf_adapter.quantize_sharing_statistics`): each recipe gets the model nncf.quantize gives, for
+    the cost of one pass instead of one per recipe, and the pass is most of what one recipe costs.
+    Only recipes that `shares_statistics` (run `smooth_many` first)."""
     if not all(shares_statistics(recipe) for recipe, _ in members):
         raise InternalError("quantize_many() needs recipes without SmoothQuant and with fast bias correction")
     return nncf_adapter.quantize_sharing_statistics(model, calibration, members, timings)
@@ -48,8 +43,8 @@ def smoothing_alphas(recipe: Recipe) -> dict[str, float] | None:
 
 
 def from_smoothed(recipe: Recipe) -> Recipe:
-    """The recipe NNCF runs on a model `smooth` already smoothed for it: the same, SmoothQuant off."""
-    return dataclasses.replace(recipe, smooth_quant_alpha=-1.0)
+    """The recipe NNCF runs on a model `smooth_many` already smoothed for it: the same, SmoothQuant off."""
+    return replace(recipe, smooth_quant_alpha=-1.0)
 
 
 def smoothing_key(recipe: Recipe) -> str | None:
@@ -58,27 +53,18 @@ def smoothing_key(recipe: Recipe) -> str | None:
     return None if alphas is None else str(alphas)
 
 
-def smooth(model: ov.Model, calibration: Any, recipe: Recipe) -> ov.Model:
-    """NNCF's first PTQ step alone: SmoothQuant, with the alphas and subset size `recipe` gives it.
+def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
+    """NNCF's first PTQ step alone, SmoothQuant, for each recipe (its alphas and subset size), from one
+    statistics pass (`nncf_adapter.smooth_sharing_statistics`).
 
     SmoothQuant sees neither the ignored scope, the preset, the range estimator nor the bias
-    correction, so recipes that differ only in those share its statistics pass (NNCF's own Pipeline
-    class, one step); `quantize` of the smoothed model with SmoothQuant off runs the rest of NNCF's
-    pipeline and gives the model `quantize` of the float one would.
-    """
-    return smooth_many(model, calibration, [recipe])[0]
-
-
-def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> list[ov.Model]:
-    """`smooth` for several recipes (different alphas) from one statistics pass.
-
-    SmoothQuant's statistics (each channel's largest activation) do not depend on alpha, so, as in
-    `quantize_many`, one step per recipe with their statistic points merged gives each recipe its
-    own smoothed model for the cost of one pass.
+    correction, so recipes that differ only in those share its pass; `quantize` of the smoothed model
+    with SmoothQuant off runs the rest of NNCF's pipeline and gives the model `quantize` of the float
+    one would.
     """
     alphas = [smoothing_alphas(recipe) for recipe in recipes]
     if any(a is None for a in alphas):
-        raise InternalError("smooth() called for a recipe without SmoothQuant")
+        raise InternalError("smooth_many() called for a recipe without SmoothQuant")
     smoothed = nncf_adapter.smooth_sharing_statistics(
         model, calibration, [(recipe.subset_size, a) for recipe, a in zip(recipes, alphas) if a is not None])
     for result, a in zip(smoothed, alphas):
@@ -87,79 +73,86 @@ def smooth_many(model: ov.Model, calibration: Any, recipes: list[Recipe]) -> lis
 
 
 # ---- the same, in a child process ------------------------------------------------------------
-def _child_inputs(workdir: str, model_xml: str, calibration_npy: str) -> tuple[dict[str, Any], ov.Model, list[Any]]:
-    """Child side: what a task's files hold (params.json, the IR, the calibration samples)."""
-    params = json.loads((Path(workdir) / "params.json").read_text())
-    calibration = np.load(calibration_npy, mmap_mode="r")
-    return params, ov.Core().read_model(model_xml), [calibration[i] for i in range(len(calibration))]
+@dataclass(frozen=True)
+class Member:
+    output: str  # the IR the child writes
+    recipe: Recipe
+    ignored: list[str]  # PTQ: the ops kept in float
 
 
-def _quantize_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> int8.xml in `workdir`.
+@dataclass(frozen=True)
+class ChildRequest:
+    """What a PTQ or SmoothQuant child runs (handed to it pickled, as its task's argument): the model
+    and calibration samples it reads, and one output per recipe."""
 
-    With "smoothed" in params, `float_xml` is already smoothed (`smooth`): SmoothQuant is not run again.
-    """
-    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
-    recipe = Recipe.from_dict(params["recipe"])
-    if params.get("smoothed"):
-        recipe = from_smoothed(recipe)
-    int8 = quantize(model, calibration, recipe, params["ignored"])
-    ov.save_model(int8, str(Path(workdir) / "int8.xml"), compress_to_fp16=False)
+    workdir: str  # error.txt, and a shared pass's timings.json
+    model_xml: str
+    calibration_npy: str
+    members: list[Member]
+
+    def inputs(self) -> tuple[ov.Model, list[Any]]:
+        calibration = np.load(self.calibration_npy, mmap_mode="r")
+        return ov.Core().read_model(self.model_xml), [calibration[i] for i in range(len(calibration))]
+
+    def save(self, models: list[ov.Model]) -> None:
+        for model, member in zip(models, self.members):
+            ov.save_model(model, member.output, compress_to_fp16=False)
 
 
-def _quantize_many_files(workdir: str, model_xml: str, calibration_npy: str) -> None:
-    """Child side of `many_task`: one statistics pass, an int8.xml in each member's directory,
-    the pass's and each member's seconds in `workdir/timings.json`."""
-    params, model, calibration = _child_inputs(workdir, model_xml, calibration_npy)
-    recipes = [Recipe.from_dict(member["recipe"]) for member in params["members"]]
-    if params.get("smoothed"):
-        recipes = [from_smoothed(recipe) for recipe in recipes]
+def _quantize_files(request: ChildRequest) -> None:
+    """Child side of `ptq_task`: NNCF's whole PTQ pipeline for its one recipe."""
+    model, calibration = request.inputs()
+    (member,) = request.members
+    request.save([quantize(model, calibration, member.recipe, member.ignored)])
+
+
+def _quantize_many_files(request: ChildRequest) -> None:
+    """Child side of `many_task`: one statistics pass; the pass's and each member's seconds in timings.json."""
+    model, calibration = request.inputs()
     timings: dict[str, Any] = {}
-    quantized = quantize_many(model, calibration, [(recipe, member["ignored"])
-                                                   for recipe, member in zip(recipes, params["members"])], timings)
-    for member, int8 in zip(params["members"], quantized):
-        ov.save_model(int8, str(Path(member["workdir"]) / "int8.xml"), compress_to_fp16=False)
-    (Path(workdir) / "timings.json").write_text(json.dumps(timings))
+    request.save(quantize_many(model, calibration, [(m.recipe, m.ignored) for m in request.members], timings))
+    (Path(request.workdir) / "timings.json").write_text(json.dumps(timings))
 
 
-def _smooth_files(workdir: str, float_xml: str, calibration_npy: str) -> None:
-    """Child side: float IR + calibration .npy + params.json -> smoothed-<i>.xml in `workdir`, one per recipe."""
-    params, model, calibration = _child_inputs(workdir, float_xml, calibration_npy)
-    smoothed = smooth_many(model, calibration, [Recipe.from_dict(recipe) for recipe in params["recipes"]])
-    for index, result in enumerate(smoothed):
-        ov.save_model(result, str(Path(workdir) / f"smoothed-{index}.xml"), compress_to_fp16=False)
+def _smooth_files(request: ChildRequest) -> None:
+    """Child side of `smoothing_task`."""
+    model, calibration = request.inputs()
+    request.save(smooth_many(model, calibration, [member.recipe for member in request.members]))
 
 
-def _task(name: str, target: Any, workdir: Path, params: dict[str, Any], model_xml: Path, calibration_npy: Path) -> Any:
-    """An isolated.Task whose child reads `params` (written here), the IR and the calibration samples."""
+def _task(name: str, target: Any, workdir: Path, model_xml: Path, calibration_npy: Path,
+          members: list[tuple[Path, Recipe, list[str]]]) -> Task:
+    """An isolated.Task running `target` on a ChildRequest of (output IR, recipe, ignored names) members."""
+    for output, _, _ in members:
+        output.parent.mkdir(parents=True, exist_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "params.json").write_text(json.dumps(params))
-    return Task(name, target, (str(workdir), str(model_xml), str(calibration_npy)), str(workdir))
+    request = ChildRequest(str(workdir), str(model_xml), str(calibration_npy),
+                           [Member(str(output), recipe, list(ignored)) for output, recipe, ignored in members])
+    return Task(name, target, (request,), str(workdir))
 
 
 def ptq_task(workdir: Path, name: str, float_xml: Path, calibration_npy: Path, recipe: Recipe,
-             ignored: list[str], smoothed_xml: Path | None = None) -> Any:
+             ignored: list[str], smoothed_xml: Path | None = None) -> Task:
     """An isolated.Task quantizing into `workdir/int8.xml` (workdir is created); from `smoothed_xml`
     (the output of a `smoothing_task` with the same SmoothQuant settings) instead of the float IR if given."""
-    params = {"recipe": recipe.to_dict(), "ignored": list(ignored), "smoothed": smoothed_xml is not None}
-    return _task(name, _quantize_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
+    recipe = from_smoothed(recipe) if smoothed_xml else recipe
+    return _task(name, _quantize_files, workdir, smoothed_xml or float_xml, calibration_npy,
+                 [(workdir / "int8.xml", recipe, ignored)])
 
 
 def many_task(workdir: Path, name: str, members: list[tuple[Path, Recipe, list[str]]], float_xml: Path,
-              calibration_npy: Path, smoothed_xml: Path | None = None) -> Any:
+              calibration_npy: Path, smoothed_xml: Path | None = None) -> Task:
     """An isolated.Task quantizing several recipes from one statistics pass (`quantize_many`): one
     int8.xml per (directory, recipe, ignored names); from `smoothed_xml` if given, as `ptq_task`."""
-    for directory, _, _ in members:
-        directory.mkdir(parents=True, exist_ok=True)
-    params = {"members": [{"workdir": str(directory), "recipe": recipe.to_dict(), "ignored": list(ignored)}
-                          for directory, recipe, ignored in members], "smoothed": smoothed_xml is not None}
-    return _task(name, _quantize_many_files, workdir, params, smoothed_xml or float_xml, calibration_npy)
+    return _task(name, _quantize_many_files, workdir, smoothed_xml or float_xml, calibration_npy,
+                 [(directory / "int8.xml", from_smoothed(recipe) if smoothed_xml else recipe, ignored)
+                  for directory, recipe, ignored in members])
 
 
-def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe]) -> Any:
+def smoothing_task(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe]) -> Task:
     """An isolated.Task writing `workdir/smoothed-<i>.xml`: SmoothQuant once for several recipes."""
-    return _task("smoothing", _smooth_files, workdir, {"recipes": [recipe.to_dict() for recipe in recipes]},
-                 float_xml, calibration_npy)
+    return _task("smoothing", _smooth_files, workdir, float_xml, calibration_npy,
+                 [(workdir / f"smoothed-{index}.xml", recipe, []) for index, recipe in enumerate(recipes)])
 
 
 def shared_smoothing(workdir: Path, float_xml: Path, calibration_npy: Path, recipes: list[Recipe],

@@ -89,8 +89,4 @@ def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int,
 
 def model_size_bytes(model: ov.Model) -> int:
     """Bytes of constant data (weights) in the graph."""
-    total = 0
-    for op in model.get_ops():
-        if op.get_type_name() == "Constant":
-            total += int(op.get_byte_size())
-    return total
+    return sum(int(op.get_byte_size()) for op in model.get_ops() if op.get_type_name() == "Constant")

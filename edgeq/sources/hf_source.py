@@ -128,10 +128,6 @@ def _build(folder: Path) -> tuple[Any, Any]:
     return model.eval(), config
 
 
-def _is_vision(config: Any) -> bool:
-    return hasattr(config, "image_size") and hasattr(config, "num_channels")
-
-
 def _image_size(config: Any) -> tuple[int, int]:
     size = config.image_size
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -209,7 +205,7 @@ def load_hf_folder(folder: Path, *, input_shape: tuple[int, ...] | None, preproc
     pooling = _pooling(folder)
     model, config = _build(folder)
     kind = f"Hugging Face folder {folder.name} ({type(model).__name__})"
-    if _is_vision(config):
+    if hasattr(config, "image_size") and hasattr(config, "num_channels"):  # a vision model
         preprocess = preprocess or _preprocess(folder, config)
         shape = input_shape or (preprocess.channels, *preprocess.size)
         image = (torch.zeros(1, *shape),)

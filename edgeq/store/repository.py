@@ -230,10 +230,7 @@ class ModelStore:
 
     def published_by(self, name: str, job: str) -> VersionInfo | None:
         """The version of `name` whose manifest names `job`, if that job published one."""
-        for info in self.versions(name):
-            if info.job == job:
-                return info
-        return None
+        return next((info for info in self.versions(name) if info.job == job), None)
 
     def deleted(self, name: str, version: int, job: str | None) -> dict[str, Any] | None:
         """The record of `delete` having removed this version of `job` (or of no named job);
@@ -309,31 +306,30 @@ class ModelStore:
             _fsync_dir(info.path)
         return info
 
-    def promote(self, name: str, version: int) -> VersionInfo:
-        """Serve a held version after all (the user's override of the speed gate)."""
+    @contextmanager
+    def _changing(self, name: str, version: int, action: str) -> Iterator[VersionInfo]:
+        """The version `action` changes, under the store lock; then its hold marker goes and the OVMS config follows."""
         info = self.get(name, check_version(version))
         if self.read_only:
-            raise FailedPrecondition(f"the store {self.root} is read-only here; promote versions where it is written")
+            raise FailedPrecondition(f"the store {self.root} is read-only here; {action} versions where it is written")
         with self._lock():
+            yield info
             info.hold_marker.unlink(missing_ok=True)
             _fsync_dir(info.path.parent)
             self._write_ovms_config()
-        return info
+
+    def promote(self, name: str, version: int) -> VersionInfo:
+        """Serve a held version after all (the user's override of the speed gate)."""
+        with self._changing(name, version, "promote") as info:
+            return info
 
     def delete(self, name: str, version: int) -> None:
-        info = self.get(name, check_version(version))
-        if self.read_only:
-            raise FailedPrecondition(f"the store {self.root} is read-only here; delete versions where it is written")
-        job = info.job
-        with self._lock():
+        with self._changing(name, version, "delete") as info:
             trash = self.root / STAGING / f"deleted-{name}-{info.version}-{uuid.uuid4().hex}"
             trash.parent.mkdir(exist_ok=True)
             _append_line(self.root / DELETIONS, json.dumps(
-                {"name": name, "version": info.version, "job": job, "deleted_unix": round(time.time(), 3)}))
+                {"name": name, "version": info.version, "job": info.job, "deleted_unix": round(time.time(), 3)}))
             os.rename(info.path, trash)  # atomic disappearance, then slow removal
-            info.hold_marker.unlink(missing_ok=True)
-            _fsync_dir(info.path.parent)
-            self._write_ovms_config()
         shutil.rmtree(trash, ignore_errors=True)
         parent = self.root / name
         if parent.is_dir() and not any(parent.iterdir()):

@@ -28,10 +28,8 @@ PERMISSION_DENIED = HTTPStatus.FORBIDDEN
 
 
 def status_of(error: BaseException) -> int:
-    for kind in type(error).__mro__:
-        if kind in STATUS:
-            return STATUS[kind]  # type: ignore[index]
-    return int(HTTPStatus.INTERNAL_SERVER_ERROR)
+    return next((STATUS[kind] for kind in type(error).__mro__ if kind in STATUS),  # type: ignore[index]
+                int(HTTPStatus.INTERNAL_SERVER_ERROR))
 
 
 def error_body(message: str) -> bytes:

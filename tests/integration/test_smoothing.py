@@ -1,7 +1,7 @@
 """Shared statistics give the very models NNCF's own pipeline gives.
 
 The recipe search and the re-quantization fallback smooth once per calibration set and quantize
-every candidate from the smoothed model (edgeq.quantization.ptq.smooth), saving one of NNCF's two
+every candidate from the smoothed model (edgeq.quantization.ptq.smooth_many), saving one of NNCF's two
 statistics passes per run; candidates that differ only in range settings and ignored scope then
 share the second pass too (ptq.quantize_many). That is only honest if nothing changes: the outputs
 must be identical.
@@ -32,7 +32,7 @@ def test_shared_smoothing_gives_the_same_model_as_nncf_quantize(recipe: Recipe) 
     ignored = rules.ignored_names(rules.resolve(model, rules.parse_rules(list(recipe.rules))))
 
     direct = ptq.quantize(model, calibration, recipe, ignored)
-    smoothed = ptq.smooth(model, calibration, recipe)
+    (smoothed,) = ptq.smooth_many(model, calibration, [recipe])
     shared = ptq.quantize(smoothed, calibration, dataclasses.replace(recipe, smooth_quant_alpha=-1.0), ignored)
 
     probe = inputs[100:164]
@@ -56,7 +56,7 @@ def test_one_smoothquant_pass_for_several_alphas_gives_each_its_own_model() -> N
     together = ptq.smooth_many(model, calibration, recipes)
 
     for recipe, shared in zip(recipes, together):
-        assert _float_constants(shared) == _float_constants(ptq.smooth(model, calibration, recipe))
+        assert _float_constants(shared) == _float_constants(ptq.smooth_many(model, calibration, [recipe])[0])
         assert shared.get_rt_info(["edgeq", "smooth_quant_alphas"]).astype(str) == str(ptq.smoothing_alphas(recipe))
     # Different alphas scale the weights differently (smoothing is exact in float: outputs cannot tell).
     assert _float_constants(together[0]) != _float_constants(together[1])
