@@ -61,9 +61,10 @@ def _health(ok: bool) -> web.Response:
 class Routes:
     """The handlers; `ready` says whether the server is ready (false while starting and draining)."""
 
-    def __init__(self, registry: ModelRegistry, ready: Callable[[], bool]):
+    def __init__(self, registry: ModelRegistry, ready: Callable[[], bool], max_body_bytes: int):
         self.registry = registry
         self.ready = ready
+        self.max_body_bytes = max_body_bytes
 
     @staticmethod
     def _model(request: web.Request) -> tuple[str, str]:
@@ -94,8 +95,14 @@ class Routes:
     async def infer(self, request: web.Request) -> web.Response:
         name, version = self._model(request)
         self.registry.get(name, version)  # an unknown model is 404 before a bad body is 400
-        decoded = codec.decode_request(await request.read(), request.headers.get(codec.HEADER_LENGTH))
-        answer = await dataplane.infer(self.registry, name, version, decoded.inputs, decoded.outputs)
+        # Admitted before the body is read, as ModelInfer is on gRPC: what the body may hold is reserved
+        # from its Content-Length (the body cap when it is not sent), so a burst is refused, not read.
+        most = min(request.content_length or self.max_body_bytes, self.max_body_bytes)
+        with await self.registry.receiving(most) as reservation:
+            body = await request.read()
+            self.registry.received(reservation, len(body))
+            decoded = codec.decode_request(body, request.headers.get(codec.HEADER_LENGTH))
+            answer = await dataplane.infer(self.registry, name, version, decoded.inputs, decoded.outputs, reservation)
         body, headers = codec.encode_response(answer.target.name, str(answer.target.version), decoded, answer.names,
                                               answer.datatypes, answer.arrays)
         return web.Response(body=body, headers=headers)
@@ -155,7 +162,7 @@ async def _answer(request: web.Request, handler: Handler, endpoint: str, access:
 
 def build_app(registry: ModelRegistry, ready: Callable[[], bool], metrics: ServerMetrics, access: Access,
               max_body_bytes: int) -> web.Application:
-    routes = Routes(registry, ready)
+    routes = Routes(registry, ready, max_body_bytes)
     app = web.Application(middlewares=[_guard(access, metrics)], client_max_size=max_body_bytes)
     add = app.router.add_route
     add("GET", "/v2/health/live", routes.live, name="ServerLive")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import grpc
 import numpy as np
 import pytest
@@ -68,11 +70,47 @@ def test_requests_beyond_the_byte_budget_are_refused_and_the_rest_served(store: 
     assert [code for code, _ in after] == ["OK"] * 4  # the idle server holds nothing back after the burst
 
 
+async def _http_burst(url: str, rows: np.ndarray, count: int) -> list[tuple[int, str]]:
+    """`count` concurrent KServe v2 HTTP infers with the binary-data extension (header JSON, then the raw rows)."""
+    header = json.dumps({"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32",
+                                     "parameters": {"binary_data_size": rows.nbytes}}]}).encode()
+    body = header + np.ascontiguousarray(rows, dtype=np.float32).tobytes()
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> tuple[int, str]:
+            async with session.post(f"{url}/v2/models/{MODEL}/infer", data=body,
+                                    headers={"Inference-Header-Content-Length": str(len(header))}) as response:
+                return response.status, (await response.read()).decode(errors="replace")
+
+        return list(await asyncio.gather(*[one() for _ in range(count)]))
+
+
 def _rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+class _PeakRss:
+    """The highest RSS of `pid` while the `with` block runs, sampled every 5 ms."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._sampling = pid, 0, True
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while self._sampling:
+            self.peak = max(self.peak, _rss(self.pid))
+            time.sleep(0.005)
+
+    def __enter__(self) -> "_PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._sampling = False
+        self._thread.join()
 
 
 def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_held(store: Path) -> None:
@@ -83,25 +121,14 @@ def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_he
                            "--max-batch-size", "2048").start()
     assert server.process is not None
     pid = server.process.pid
-    peak, sampling = 0, True
-
-    def sample() -> None:
-        nonlocal peak
-        while sampling:
-            peak = max(peak, _rss(pid))
-            time.sleep(0.005)
-
     try:
         warm = asyncio.run(_burst(server.target, _request(rows), 2))  # OpenVINO's buffers for 2048 rows
         time.sleep(1.5)
         idle = _rss(pid)
-        sampler = threading.Thread(target=sample)
-        sampler.start()
         outcomes: list[tuple[str, str]] = []
-        for _ in range(3):  # bursts back to back: what one leaves held would refuse the next
-            outcomes += asyncio.run(_burst(server.target, _request(rows), 60))
-        sampling = False
-        sampler.join()
+        with _PeakRss(pid) as rss:
+            for _ in range(3):  # bursts back to back: what one leaves held would refuse the next
+                outcomes += asyncio.run(_burst(server.target, _request(rows), 60))
         after = asyncio.run(_burst(server.target, _request(rows), 2))
     finally:
         assert server.stop() == 0
@@ -112,8 +139,34 @@ def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_he
     # Read and parsed before admission (gRPC's unary handler), such bursts took over 600 MiB above
     # idle; admitted before reading, the server stays within its budget plus what gRPC buffers of
     # calls it has not handed over yet (their HTTP/2 flow-control windows).
-    assert peak - idle < budget + (128 << 20), f"{(peak - idle) / 2**20:.1f} MiB over idle"
+    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
     assert [code for code, _ in after] == ["OK", "OK"]
+
+
+def test_an_http_burst_is_refused_before_its_bodies_are_read(store: Path) -> None:
+    inputs, _ = fmnist_arrays()
+    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB bodies
+    budget = 40 << 20
+    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
+                           "--max-batch-size", "2048").start()
+    assert server.process is not None
+    pid = server.process.pid
+    try:
+        warm = asyncio.run(_http_burst(server.http_url, rows, 2))
+        time.sleep(1.5)
+        idle = _rss(pid)
+        with _PeakRss(pid) as rss:
+            outcomes = asyncio.run(_http_burst(server.http_url, rows, 60))
+        after = asyncio.run(_http_burst(server.http_url, inputs[:4], 4))
+    finally:
+        assert server.stop() == 0
+    statuses = [status for status, _ in outcomes]
+    assert [status for status, _ in warm] == [200, 200]
+    assert set(statuses) == {200, 429}, set(statuses)
+    assert all("--max-inflight-bytes" in text for status, text in outcomes if status == 429)
+    # Read before admission, the 60 bodies (384 MB) and their decoded copies were all in memory at once.
+    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
+    assert [status for status, _ in after] == [200] * 4  # nothing stays held after the burst
 
 
 async def _load_then_signal(server: ServerProcess, rows: np.ndarray, clients: int,
