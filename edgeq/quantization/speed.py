@@ -18,7 +18,7 @@ import openvino as ov
 from edgeq.compile import compile_cpu
 from edgeq.data import feed
 from edgeq.report.model import SpeedRow, SpeedSection
-from edgeq.runtime.throughput import throughput as _throughput
+from edgeq.runtime.throughput import alternating_medians, throughput as _throughput
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,7 @@ def throughputs(models: dict[str, ov.Model], batch: dict[Any, np.ndarray], setti
     models alternating round by round as in `compare`; and the default float precision's name."""
     compiled = {key: compile_cpu(model, hint="THROUGHPUT") for key, model in models.items()}
     precision = next(iter(compiled.values())).get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    measured: dict[str, list[float]] = {key: [] for key in models}
-    for _ in range(settings.rounds):
-        for key, model in compiled.items():
-            measured[key].append(_throughput(model, batch, settings.seconds_per_round))
-    return {key: statistics.median(values) for key, values in measured.items()}, precision
+    return alternating_medians(compiled, batch, settings.seconds_per_round, settings.rounds), precision
 
 
 def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int, ...],

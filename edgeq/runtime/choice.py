@@ -18,7 +18,6 @@ a version with no recorded gate needs INT8 strictly faster.
 from __future__ import annotations
 
 import json
-import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +63,7 @@ def measure(folder: Path, seconds: float = 1.0, rounds: int = 3) -> tuple[float,
     """(INT8 rows/s, float rows/s: medians of the rounds; the float IR's precision on this CPU)."""
     from edgeq.compile import compile_cpu, core
     from edgeq.runtime.registry import RuntimeConfig
-    from edgeq.runtime.throughput import throughput
+    from edgeq.runtime.throughput import alternating_medians
 
     compiled = {}
     inputs: dict[int, np.ndarray] = {}
@@ -74,11 +73,8 @@ def measure(folder: Path, seconds: float = 1.0, rounds: int = 3) -> tuple[float,
         model.reshape({name: list(array.shape) for name, array in inputs.items()})
         compiled[ir] = compile_cpu(model, hint="THROUGHPUT", extra=RuntimeConfig().compile_properties())
     precision = str(compiled["float"].get_property("INFERENCE_PRECISION_HINT").get_type_name())
-    figures: dict[str, list[float]] = {"int8": [], "float": []}
-    for _ in range(rounds):
-        for ir in ("int8", "float"):
-            figures[ir].append(throughput(compiled[ir], inputs, seconds))
-    return statistics.median(figures["int8"]), statistics.median(figures["float"]), precision
+    medians = alternating_medians(compiled, inputs, seconds, rounds)
+    return medians["int8"], medians["float"], precision
 
 
 def choose(folder: Path, mode: Mode = "measure", seconds: float = 1.0, rounds: int = 3) -> dict[str, Any]:

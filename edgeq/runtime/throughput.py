@@ -8,6 +8,7 @@ serve-only runtime (no NNCF, no quantization package) and must still measure.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any
 
@@ -34,3 +35,14 @@ def throughput(compiled: ov.CompiledModel, batch: dict[Any, np.ndarray], seconds
         queue.start_async(batch)
     queue.wait_all()
     return done * len(next(iter(batch.values()))) / (time.perf_counter() - started)
+
+
+def alternating_medians(compiled: dict[str, ov.CompiledModel], batch: dict[Any, np.ndarray], seconds: float,
+                        rounds: int) -> dict[str, float]:
+    """Median rows/s of each model over `rounds`, the models taking turns within every round so a
+    drifting machine slows them alike (callers compare ratios, never absolute times)."""
+    measured: dict[str, list[float]] = {key: [] for key in compiled}
+    for _ in range(rounds):
+        for key, model in compiled.items():
+            measured[key].append(throughput(model, batch, seconds))
+    return {key: statistics.median(values) for key, values in measured.items()}
