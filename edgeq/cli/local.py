@@ -49,7 +49,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def _row(name: str, version: int, held: str | None, report: dict[str, Any],
          serves: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`serves`: which IR a local store serves and why (a server's listing does not say)."""
+    """`serves`: which IR the store's server loads, and why."""
     from edgeq.report.model import Report
 
     read = Report.read(report)
@@ -87,7 +87,8 @@ def _models_on_server(args: argparse.Namespace) -> int:
         raise InvalidArgument(f"edgeq models {args.action} works on a local store: give --store, not --target")
     with EdgeqClient(args.target, security=security_from_args(args)) as client:
         if args.action == "list":
-            rows = [_row(model.name, v.version, v.held_reason, json.loads(v.report_json) if v.report_json else {})
+            rows = [_row(model.name, v.version, v.held_reason, json.loads(v.report_json) if v.report_json else {},
+                         {"ir": v.served_ir, "float_ir": v.has_float_ir, **({"why": v.ir_choice} if v.ir_choice else {})})
                     for model in client.models.List(pb.ListModelsRequest()).models for v in model.versions]
             _print_rows(rows, args.json)
         elif args.action == "show":

@@ -21,6 +21,8 @@ from edgeq.runtime.choice import NO_FLOAT, int8_wins
 from edgeq.store import ModelStore, VersionInfo
 from edgeq.store.bundle import export_bundle
 from edgeq.store.repository import FLOAT_FILES, MANIFEST, STAGING, write_manifest
+from edgeq_server.gen.edgeq.v1 import edgeq_pb2 as edgeq_pb
+from edgeq_server.gen.edgeq.v1 import edgeq_pb2_grpc as edgeq_pb_grpc
 from edgeq_server.gen.inference import grpc_service_pb2 as pb
 from edgeq_server.gen.inference import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import fmnist_arrays
@@ -118,7 +120,9 @@ def test_import_measures_both_irs_and_records_the_choice(bundle: Path, tmp_path:
     assert ModelStore(store).get(MODEL).serve_choice() == choice
 
 
-def _serve_rows(store: Path, rows: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
+def _serve_rows(store: Path, rows: np.ndarray, capsys: pytest.CaptureFixture[str]) -> tuple[np.ndarray, dict[str, str]]:
+    """The server's answer for `rows`, and ModelConfig's parameters; checks that the server's Models.List
+    (its stub and `edgeq models list --target`) names the same IR and reason."""
     server = ServerProcess(store).start()
     try:
         stub = pb_grpc.GRPCInferenceServiceStub(server.channel())
@@ -127,10 +131,20 @@ def _serve_rows(store: Path, rows: np.ndarray) -> tuple[np.ndarray, dict[str, st
         request.raw_input_contents.append(np.ascontiguousarray(rows).tobytes())
         response = stub.ModelInfer(request)
         config = stub.ModelConfig(pb.ModelConfigRequest(name=MODEL)).config
+        (listed,) = edgeq_pb_grpc.ModelsStub(server.channel()).List(edgeq_pb.ListModelsRequest()).models
+        capsys.readouterr()
+        assert main(["models", "list", "--target", server.target, "--json"]) == exits.OK
+        remote = json.loads(capsys.readouterr().out)
     finally:
         assert server.stop() == 0
     served = np.frombuffer(response.raw_output_contents[0], dtype=np.float32).reshape(list(response.outputs[0].shape))
-    return served, {key: value.string_value for key, value in config.parameters.items()}
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    (version,) = listed.versions
+    assert version.served_ir == parameters["ir"] and version.ir_choice == parameters["ir_choice"]
+    has_float = ModelStore(store).get(MODEL).has_float
+    assert version.has_float_ir is has_float and version.loaded is True
+    assert remote[0]["serves"] == {"ir": version.served_ir, "float_ir": has_float, "why": version.ir_choice}
+    return served, parameters
 
 
 def test_choose_float_makes_the_server_serve_the_float_ir(bundle: Path, tmp_path: Path,
@@ -141,7 +155,7 @@ def test_choose_float_makes_the_server_serve_the_float_ir(bundle: Path, tmp_path
     info = ModelStore(store).get(MODEL)
     assert info.served_ir == "float" and info.serve_choice()["measured"] is False  # type: ignore[index]
     rows = _rows(16)
-    served, parameters = _serve_rows(store, rows)
+    served, parameters = _serve_rows(store, rows, capsys)
     float_out = _run_ir(info.path, FLOAT_FILES, rows)
     int8_out = _run_ir(info.path, ("model.xml", "model.bin"), rows)
     np.testing.assert_allclose(served, float_out, rtol=0, atol=1e-5)
@@ -151,7 +165,7 @@ def test_choose_float_makes_the_server_serve_the_float_ir(bundle: Path, tmp_path
     code, out, _ = _import(bundle, store, "--choose", "int8", capsys=capsys)
     assert code == exits.OK and "(already there)" in out and "serves the INT8 IR" in out
     assert ModelStore(store).get(MODEL).served_ir == "int8" and ModelStore(store).validate() == []
-    served, parameters = _serve_rows(store, rows)
+    served, parameters = _serve_rows(store, rows, capsys)
     np.testing.assert_allclose(served, int8_out, rtol=0, atol=1e-5)
     assert parameters["ir"] == "int8"
 
@@ -201,7 +215,7 @@ def test_a_bundle_without_the_float_ir_imports_as_int8(bundle: Path, tmp_path: P
     info = ModelStore(tmp_path / "edge").get(MODEL)
     assert info.served_ir == "int8" and not info.has_float and info.serve_choice()["measured"] is False  # type: ignore[index]
     rows = _rows(4)
-    served, parameters = _serve_rows(tmp_path / "edge", rows)
+    served, parameters = _serve_rows(tmp_path / "edge", rows, capsys)
     np.testing.assert_allclose(served, _run_ir(info.path, ("model.xml", "model.bin"), rows), rtol=0, atol=1e-5)
     assert parameters["ir"] == "int8" and parameters["ir_choice"] == NO_FLOAT
 

@@ -226,7 +226,7 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("version", "loaded", "metric", "float_score", "int8_score", "budget_met", "report_json", "held_reason")
+    __slots__ = ("version", "loaded", "metric", "float_score", "int8_score", "budget_met", "report_json", "held_reason", "served_ir", "ir_choice", "has_float_ir")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +235,9 @@ class VersionInfo(_message.Message):
     BUDGET_MET_FIELD_NUMBER: _ClassVar[int]
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
     HELD_REASON_FIELD_NUMBER: _ClassVar[int]
+    SERVED_IR_FIELD_NUMBER: _ClassVar[int]
+    IR_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    HAS_FLOAT_IR_FIELD_NUMBER: _ClassVar[int]
     version: int
     loaded: bool
     metric: str
@@ -243,7 +246,10 @@ class VersionInfo(_message.Message):
     budget_met: bool
     report_json: str
     held_reason: str
-    def __init__(self, version: _Optional[int] = ..., loaded: _Optional[bool] = ..., metric: _Optional[str] = ..., float_score: _Optional[float] = ..., int8_score: _Optional[float] = ..., budget_met: _Optional[bool] = ..., report_json: _Optional[str] = ..., held_reason: _Optional[str] = ...) -> None: ...
+    served_ir: str
+    ir_choice: str
+    has_float_ir: bool
+    def __init__(self, version: _Optional[int] = ..., loaded: _Optional[bool] = ..., metric: _Optional[str] = ..., float_score: _Optional[float] = ..., int8_score: _Optional[float] = ..., budget_met: _Optional[bool] = ..., report_json: _Optional[str] = ..., held_reason: _Optional[str] = ..., served_ir: _Optional[str] = ..., ir_choice: _Optional[str] = ..., has_float_ir: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("name", "versions")
