@@ -81,8 +81,11 @@ def _skipped(overrides: dict[str, Any]) -> str | None:
     return nncf_adapter.per_channel_activations_unsupported() if overrides.get("per_channel_activations") else None
 
 
-def _variant(base: Recipe, overrides: dict[str, Any]) -> Recipe:
-    changes = dict(overrides)
+def with_changes(base: Recipe, overrides: dict[str, Any]) -> Recipe:
+    """`base` with a candidate's changes (as in CANDIDATES, or a report's `SearchRow.changes`, whose
+    tuples JSON made lists): fields replaced, rules added or dropped."""
+    changes: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                               for key, value in overrides.items()}
     extra, drop = changes.pop("rules_extra", ()), changes.pop("rules_drop", ())
     if extra or drop:
         changes["rules"] = tuple(rule for rule in dict.fromkeys((*base.rules, *extra)) if rule not in drop)
@@ -166,7 +169,7 @@ class _Round:
         """(row, recipe, ignored names) for each candidate to quantize, and every row, skipped ones included."""
         planned, rows = [], []
         for name, overrides in candidates:
-            recipe = _variant(self.base, overrides)
+            recipe = with_changes(self.base, overrides)
             if recipe == self.base and name != "base":
                 continue  # the same recipe as the base: nothing to try
             row = SearchRow(name, round_number, samples, {k: list(v) if isinstance(v, tuple) else v
@@ -323,7 +326,7 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     # statistics passes and the same for every candidate with the same alphas;
     # its statistics do not depend on alpha, so one pass serves every alpha the candidates try.
     smoothed = ptq.shared_smoothing(work / "smoothing", float_xml, calibration_npy,
-                                    [base, *(_variant(base, overrides) for _, overrides in CANDIDATES)], cancelled)
+                                    [base, *(with_changes(base, overrides) for _, overrides in CANDIDATES)], cancelled)
     candidates = _Round(float_model, work, float_xml, metric, base, workers or default_workers(), cancelled, smoothed)
     first = candidates.run(list(CANDIDATES), spread_subset(calibration_npy, first_samples, work / "search_calibration.npy"),
                            first_samples, first_ranking, 1, SLOWEST_CANDIDATE)
@@ -350,6 +353,6 @@ def search(float_model: Any, work: Path, calibration_npy: Path, ranking_inputs: 
     best = max(eligible, key=rank_key)
     best.chosen = True
     folder = work / f"round{best.round}" / best.candidate
-    recipe = _variant(base, {k: tuple(v) if isinstance(v, list) else v for k, v in best.changes.items()})
+    recipe = with_changes(base, best.changes)
     return Searched(recipe, ov.Core().read_model(str(folder / "int8.xml")), first + second,
                     np.load(folder / "outputs.npy"))

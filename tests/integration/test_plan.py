@@ -8,6 +8,7 @@ plugin does with a per-node "keep FP32" mark under a BF16 default (why plans off
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -165,3 +166,35 @@ def test_a_group_kept_in_float_runs_in_the_plugins_default_float_and_the_others_
         for node in groups[group]:
             precision = runtime.get(node) or runtime[node.replace("/MatMul", "/Add")]
             assert precision.startswith(expected) or (expected == "i8" and precision == "u8"), (group, node, precision)
+
+
+def test_plan_after_auto_plans_over_the_recipe_the_search_chose(fmnist_npz: dict[str, Path], tmp_path: Path) -> None:
+    """`--auto --plan`: the search picks the recipe, then the plans are quantized with it; the published
+    IR keeps both the recipe's rules and the chosen plan's groups out of INT8."""
+    from edgeq.quantization.plan import PLAN_GROUPS
+    from edgeq.quantization.recipe import Recipe
+    from edgeq.quantization.search import with_changes
+
+    result = edgeq.quantize("timm:edgeq_vit_fmnist", calibration=str(fmnist_npz["calibration"]),
+                            validation=str(fmnist_npz["validation"]), store=str(tmp_path / "store"), name="searched",
+                            metric="agreement", max_drop=0.02, auto=True, plan=True, speed_seconds=0.1,
+                            speed_rounds=1, min_speedup=0, sensitivity_samples=1, no_fallback=True,
+                            ranking_samples=100, search_calibration=50)
+    report = result.report
+    assert report.search is not None and report.plan is not None
+    (won,) = [row for row in report.search if row.chosen]
+    # The recipe that was planned over is the search's winner: the base recipe with the winner's changes.
+    assert dataclasses.replace(with_changes(Recipe(), won.changes), subset_size=report.recipe.subset_size) == report.recipe
+    assert report.plan.fixed_float == [g for g in PLAN_GROUPS if g in report.recipe.rules]
+    (chosen,) = [row for row in report.plan.plans if row.chosen]
+    assert chosen.plan == report.plan.chosen and not set(chosen.float_groups) & set(report.plan.fixed_float)
+
+    model = load_model("timm:edgeq_vit_fmnist").model
+    recipe_nodes = rules.ignored_names(rules.resolve(model, rules.parse_rules(list(report.recipe.rules))))
+    group_nodes = {str(m.rule): m.nodes for m in rules.resolve(model, rules.parse_rules(chosen.float_groups))}
+    int8 = quantized_ops(ov.Core().read_model(str(result.path / "model.xml")))
+    assert recipe_nodes and int8 and not set(recipe_nodes) & int8
+    for group, nodes in group_nodes.items():
+        assert nodes and not set(nodes) & int8, group
+    for group in chosen.int8_groups:
+        assert set(_groups(model)[group]) <= int8, group
