@@ -1,10 +1,10 @@
 """KServe v2 / Triton `inference.GRPCInferenceService` over edgeq's ModelRegistry.
 
-ModelInfer is served from the raw bytes of its message (`add_to_server`): gRPC hands a unary
-handler a message it has already read and parsed, so a request refused for lack of memory would
-have cost its full size twice over by then. As a request-streaming handler without a deserializer
-it is admitted (`ModelRegistry.receiving`) before a byte is read, and parsed only once admitted.
-On the wire it is the same unary call.
+ModelInfer and ModelStreamInfer are served from the raw bytes of their messages (`add_to_server`):
+gRPC hands a handler with a deserializer messages it has already read and parsed, so a request
+refused for lack of memory would have cost its full size twice over by then. Without a deserializer
+each message is admitted (`ModelRegistry.receiving`) before a byte of it is read, and parsed only
+once admitted. On the wire both are the calls the protocol defines (ModelInfer unary).
 """
 
 from __future__ import annotations
@@ -70,11 +70,14 @@ class _Registrations:
 
 
 def add_to_server(servicer: "InferenceServicer", server: grpc.aio.Server) -> None:
-    """Register the inference service, ModelInfer as a raw-bytes request-streaming handler."""
+    """Register the inference service, ModelInfer and ModelStreamInfer as raw-bytes request-streaming handlers."""
     registrations = _Registrations()
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, registrations)
     registrations.handlers["ModelInfer"] = grpc.stream_unary_rpc_method_handler(
         servicer.ModelInferRaw, request_deserializer=None, response_serializer=pb.ModelInferResponse.SerializeToString)
+    registrations.handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+        servicer.ModelStreamInferRaw, request_deserializer=None,
+        response_serializer=pb.ModelStreamInferResponse.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(registrations.service,
                                                                           registrations.handlers),))
     server.add_registered_method_handlers(registrations.service, registrations.handlers)
@@ -124,6 +127,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         return await self._infer(request)
 
+    def _parse(self, method: str, message: bytes, reservation: Reservation) -> pb.ModelInferRequest:
+        """An admitted message read: its reservation settled to its size, then parsed."""
+        self.registry.received(reservation, len(message))
+        try:
+            return pb.ModelInferRequest.FromString(message)
+        except DecodeError as error:
+            raise InvalidArgument(f"{method}: the request message cannot be parsed ({error})") from None
+
     async def ModelInferRaw(self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
                             ) -> pb.ModelInferResponse:
         """ModelInfer admitted before its message is read (see the module docstring)."""
@@ -131,25 +142,35 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             message = await context.read()
             if message is grpc.aio.EOF:
                 raise InvalidArgument("ModelInfer without a request message")
-            self.registry.received(reservation, len(message))
-            try:
-                request = pb.ModelInferRequest.FromString(message)
-            except DecodeError as error:
-                raise InvalidArgument(f"ModelInfer: the request message cannot be parsed ({error})") from None
+            request = self._parse("ModelInfer", message, reservation)
             del message
             unpacked = _unpack(self.registry, request)
             del request  # the tensors are copies of its contents: only they wait in the queue
             return await self._answer(*unpacked, reservation)
 
-    async def ModelStreamInfer(self, requests: AsyncIterator[pb.ModelInferRequest],
-                               context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        async for request in requests:
-            try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
-            except EdgeqError as error:  # a stream reports errors per request and goes on
-                yield pb.ModelStreamInferResponse(
-                    error_message=f"[{status_of(error).name}] {error}",
-                    infer_response=pb.ModelInferResponse(id=request.id, model_name=request.model_name))
+    async def ModelStreamInferRaw(self, messages: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                                  ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """ModelStreamInfer, each message admitted before it is read. A request's own error (bad input,
+        unknown model, ...) is answered inside the stream, which goes on, as Triton does; a message the
+        byte budget cannot admit has not been read, so no request can carry the refusal: the stream
+        ends with RESOURCE_EXHAUSTED, as a ModelInfer would."""
+        while True:
+            with await self.registry.receiving(self.max_message_bytes) as reservation:
+                message = await context.read()
+                if message is grpc.aio.EOF:
+                    return
+                request = None
+                try:
+                    request = self._parse("ModelStreamInfer", message, reservation)
+                    del message
+                    response = pb.ModelStreamInferResponse(
+                        infer_response=await self._answer(*_unpack(self.registry, request), reservation))
+                except EdgeqError as error:
+                    response = pb.ModelStreamInferResponse(
+                        error_message=f"[{status_of(error).name}] {error}",
+                        infer_response=pb.ModelInferResponse(id=request.id, model_name=request.model_name)
+                        if request is not None else None)
+                yield response
 
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest,
                               context: grpc.aio.ServicerContext) -> pb.ModelStatisticsResponse:

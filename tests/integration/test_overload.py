@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -167,6 +168,54 @@ def test_an_http_burst_is_refused_before_its_bodies_are_read(store: Path) -> Non
     # Read before admission, the 60 bodies (384 MB) and their decoded copies were all in memory at once.
     assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
     assert [status for status, _ in after] == [200] * 4  # nothing stays held after the burst
+
+
+def _stream_burst(target: str, request: pb.ModelInferRequest, streams: int, each: int) -> list[str]:
+    """`streams` concurrent ModelStreamInfer calls sending `each` requests apiece; one outcome per answer:
+    "OK", the code of an error answered inside the stream, or the status a stream ended with.
+
+    gRPC's synchronous client, as tritonclient's stream uses: its asyncio client reports a stream the
+    server ended before the client finished sending as INTERNAL "Internal error from Core" instead of the
+    server's status (grpc/grpc#36066)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+        def one(_: int) -> list[str]:
+            outcomes = []
+            try:
+                for response in stub.ModelStreamInfer(iter([request] * each)):
+                    outcomes.append(response.error_message.split("]")[0].lstrip("[") if response.error_message else "OK")
+            except grpc.RpcError as error:
+                outcomes.append(error.code().name)
+            return outcomes
+
+        with ThreadPoolExecutor(streams) as pool:
+            return [outcome for outcomes in pool.map(one, range(streams)) for outcome in outcomes]
+
+
+def test_a_burst_of_large_streamed_requests_is_admitted_before_reading(store: Path) -> None:
+    """ModelStreamInfer's messages wait for the byte budget unread, as ModelInfer's do."""
+    inputs, _ = fmnist_arrays()
+    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB per request
+    budget = 40 << 20
+    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
+                           "--max-batch-size", "2048").start()
+    assert server.process is not None
+    pid = server.process.pid
+    try:
+        warm = _stream_burst(server.target, _request(rows), 1, 2)
+        time.sleep(1.5)
+        idle = _rss(pid)
+        with _PeakRss(pid) as rss:
+            outcomes = _stream_burst(server.target, _request(rows), 60, 2)
+        after = _stream_burst(server.target, _request(inputs[:4]), 2, 4)
+    finally:
+        assert server.stop() == 0
+    assert warm == ["OK", "OK"]
+    assert set(outcomes) == {"OK", "RESOURCE_EXHAUSTED"}, set(outcomes)
+    # Read before admission, each stream's first message (60 x 6.4 MB) and its parsed copy were in memory at once.
+    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
+    assert after == ["OK"] * 8  # nothing stays held after the burst
 
 
 async def _load_then_signal(server: ServerProcess, rows: np.ndarray, clients: int,
