@@ -111,9 +111,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         config = dataplane.model_config(self.registry, request.name, request.version)
         return pb.ModelConfigResponse(config=ParseDict(config, config_pb.ModelConfig()))
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        return await self._answer(*_unpack(self.registry, request))
-
     async def _answer(self, name: str, version: str, request_id: str, wanted: list[str],
                       arrays: dict[str, np.ndarray], reservation: Reservation | None = None) -> pb.ModelInferResponse:
         answer = await dataplane.infer(self.registry, name, version, arrays, wanted, reservation)
@@ -123,9 +120,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
             response.raw_output_contents.append(array.tobytes())
         return response
-
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
-        return await self._infer(request)
 
     def _parse(self, method: str, message: bytes, reservation: Reservation) -> pb.ModelInferRequest:
         """An admitted message read: its reservation settled to its size, then parsed."""
