@@ -92,7 +92,8 @@ class QuantizeOptions(BaseModel):
         "default", "activation range estimator", proto="recipe.activations_range")
     no_transformer: bool = option(False, "do not use NNCF's transformer model type", proto="recipe.not_transformer")
     auto: bool = option(False, "try a few recipes on a ranking subset, keep the best")
-    ranking_samples: int = option(300, "subset size for --auto", ge=1, le=MAX_SAMPLES)
+    ranking_samples: int = option(300, "validation samples --auto and --plan rank candidates on", ge=1,
+                                  le=MAX_SAMPLES)
     search_calibration: int = option(
         100, "--auto's first round: calibration samples per candidate (finalists get them all)", ge=1, le=MAX_SAMPLES)
     plan: bool = option(
