@@ -96,9 +96,9 @@ def test_plan_publishes_the_fastest_plan_within_the_budget(fmnist_npz: dict[str,
     chosen = [row for row in plan.plans if row.chosen]
     assert len(chosen) == 1 and chosen[0].plan == plan.chosen != FLOAT_DEFAULT
     within = [row for row in plan.plans if row.within_budget and row.plan != FLOAT_DEFAULT]
-    if within:
-        assert chosen[0].within_budget
-        assert chosen[0].speedup_vs_default == max(row.speedup_vs_default for row in within)
+    assert within  # INT8 on this model differs from FP32 on about 1 % of images: a 2 % budget admits plans
+    assert chosen[0].within_budget
+    assert chosen[0].speedup_vs_default == max(row.speedup_vs_default for row in within)
     assert any(row.on_front for row in plan.plans) and chosen[0].on_front == (
         not any(r.speedup_vs_default >= chosen[0].speedup_vs_default and r.score > chosen[0].score for r in plan.plans))
     assert plan.beats_float == (chosen[0].speedup_vs_default > 1.0)
