@@ -74,8 +74,12 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
         held = f"  HELD: {row['held']}" if row["held"] else ""
         serves = row.get("serves")
         ir = f"  serves {serves['ir']}" + (f" ({serves['why']})" if serves.get("why") else "") if serves else ""
-        print(f"{row['name']}:{row['version']}  {score}  {'ok' if row['met'] else 'BUDGET NOT MET'}  "
-              f"{row['source']}{held}{ir}")
+        if row["metric"] is None:  # a report of another schema (an older edgeq): nothing of it can be trusted
+            verdict = "report unreadable by this edgeq (another report schema)"
+        else:
+            verdict = "ok" if row["met"] else "BUDGET NOT MET"
+        parts = [f"{row['name']}:{row['version']}", score, verdict, row["source"] or ""]
+        print("  ".join(part for part in parts if part) + held + ir)
 
 
 def _models_on_server(args: argparse.Namespace) -> int:

@@ -1,12 +1,15 @@
-"""`edgeq quantize` into a pipe: a plain line per stage, none of the libraries' noise."""
+"""What the CLI prints: `edgeq quantize` into a pipe (a plain line per stage, none of the libraries'
+noise), and `edgeq models list`'s line per version."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgeq.cli.progress import plain_progress
 from edgeq.quantization.events import ProgressEvent
@@ -37,3 +40,25 @@ def test_quantize_output_in_a_pipe_is_plain_and_quiet(fmnist_npz: dict[str, Path
                   "Traceback"):
         assert noise not in output, (noise, output)
     assert not any("…" in line or line.startswith(("Statistics", "Applying")) for line in lines), run.stdout  # NNCF's bars
+
+
+def test_models_list_says_when_a_report_is_from_another_schema(fmnist_result, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A version whose report this edgeq cannot read (an older schema) is listed as such, not as a
+    version that missed its budget."""
+    from edgeq.cli import exits, main
+    from tests.integration.server_process import copy_store
+
+    store = copy_store(fmnist_result.path.parent.parent, tmp_path / "store")
+    assert main(["models", "list", "--store", str(store)]) == exits.OK
+    (line,) = capsys.readouterr().out.splitlines()
+    accuracy = fmnist_result.report.accuracy
+    assert line.startswith(f"vit-fmnist:{fmnist_result.version}  top1 {accuracy.float:.4f} -> {accuracy.final:.4f}  "
+                           f"{'ok' if accuracy.met else 'BUDGET NOT MET'}  timm:edgeq_vit_fmnist")
+    report = store / "vit-fmnist" / str(fmnist_result.version) / "edgeq.json"
+    old = json.loads(report.read_text())
+    del old["schema_version"]
+    report.write_text(json.dumps(old))
+    assert main(["models", "list", "--store", str(store)]) == exits.OK
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"vit-fmnist:{fmnist_result.version}  report unreadable by this edgeq") and "BUDGET" not in line
