@@ -18,7 +18,9 @@ def assert_float_where_the_rules_say(model: ov.Model, report: Report) -> None:
     """No FakeQuantize feeds a node any rule kept in float, nor any LayerNorm/Softmax op."""
     kept = {n for rule in report.rules for n in rule.nodes}
     table = ops_by_name(model)
-    for fq, fed in fq_consumers(model).items():
+    quantizers = fq_consumers(model)
+    assert quantizers, "no FakeQuantize in the model: nothing was quantized"
+    for fq, fed in quantizers.items():
         for name in fed:
             assert name not in kept, f"{fq} feeds {name}, which a rule keeps in float"
             assert table[name].get_type_name() not in ("MVN", "Softmax"), f"{fq} feeds {name}"

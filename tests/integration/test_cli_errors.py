@@ -119,5 +119,7 @@ def test_exit_codes_are_distinct_and_documented() -> None:
     codes = [exits.OK, exits.FAILED, exits.USAGE, exits.BUDGET_NOT_MET, exits.USER_ERROR, exits.UNREACHABLE]
     assert len(set(codes)) == len(codes)
     readme = (ROOT / "README.md").read_text()
-    for code, meaning in ((2, "usage"), (3, "budget"), (4, "user error"), (5, "unreachable")):
+    for code, meaning in ((exits.OK, "done"), (exits.FAILED, "failed"), (exits.USAGE, "usage"),
+                          (exits.BUDGET_NOT_MET, "budget"), (exits.USER_ERROR, "user error"),
+                          (exits.UNREACHABLE, "unreachable")):
         assert f"| {code} | {meaning}" in readme.lower(), (code, meaning)

@@ -82,20 +82,24 @@ def test_every_flag_and_variable_the_files_use_exists() -> None:
                                      ROOT / "deploy" / "edge" / "install.sh"]]
     import re
 
-    for text in texts:
-        for variable in re.findall(r"EDGEQ_[A-Z_]+", text):
-            if variable not in ("EDGEQ_PACKAGE", "EDGEQ_TOKEN"):  # install.sh's and the client's own
-                assert variable in fields, variable
-    for document in [d for name in ("deployment.yaml", "kserve-servingruntime.yaml") for d in _documents(name)]:
-        for container in document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) + \
-                document.get("spec", {}).get("containers", []):
-            for arg in container.get("args", []):
-                if arg.startswith("--"):
-                    assert arg in flags, arg
+    variables = [variable for text in texts for variable in re.findall(r"EDGEQ_[A-Z_]+", text)]
+    assert variables, "no EDGEQ_* variable in the manifests, Dockerfiles and install.sh"
+    for variable in variables:
+        if variable not in ("EDGEQ_PACKAGE", "EDGEQ_TOKEN"):  # install.sh's and the client's own
+            assert variable in fields, variable
+    args = [arg for document in [d for name in ("deployment.yaml", "kserve-servingruntime.yaml") for d in _documents(name)]
+            for container in document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) +
+            document.get("spec", {}).get("containers", []) for arg in container.get("args", [])]
+    assert any(arg.startswith("--") for arg in args), "no flag found in the Kubernetes manifests' container args"
+    for arg in args:
+        if arg.startswith("--"):
+            assert arg in flags, arg
 
 
 def test_docker_health_checks_probe_the_http_door() -> None:
-    for dockerfile in sorted((ROOT / "deploy" / "docker").glob("Dockerfile.*")):
+    dockerfiles = sorted((ROOT / "deploy" / "docker").glob("Dockerfile.*"))
+    assert dockerfiles, "no deploy/docker/Dockerfile.*"
+    for dockerfile in dockerfiles:
         text = dockerfile.read_text()
         assert "http://127.0.0.1:8000/v2/health/ready" in text.split("HEALTHCHECK", 1)[1].splitlines()[0]
         assert "EDGEQ_HTTP_PORT=8000" in text and "EXPOSE 8000 8001 9090" in text

@@ -103,8 +103,11 @@ def test_plan_publishes_the_fastest_plan_within_the_budget(fmnist_npz: dict[str,
         not any(r.speedup_vs_default >= chosen[0].speedup_vs_default and r.score > chosen[0].score for r in plan.plans))
     assert plan.beats_float == (chosen[0].speedup_vs_default > 1.0)
     assert result.served == plan.beats_float  # the measured gate is off (min_speedup 0): the plans decide
-    if not plan.beats_float:
-        held = (result.path.parent / f"{result.version}.held").read_text()
+    marker = result.path.parent / f"{result.version}.held"
+    if plan.beats_float:
+        assert not marker.exists()
+    else:
+        held = marker.read_text()
         assert "no INT8 plan beats bf16 on this CPU" in held or "no INT8 plan beats f32 on this CPU" in held
 
     # The published IR is the chosen plan: its float groups have no quantizer, its INT8 groups do. The groups are

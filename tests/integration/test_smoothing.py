@@ -81,7 +81,7 @@ def test_one_statistics_pass_for_several_recipes_gives_each_the_model_nncf_quant
 
     probe = inputs[100:164]
     outputs = []
-    for (recipe, ignored), one in zip(members, shared):
+    for (recipe, ignored), one in zip(members, shared, strict=True):
         direct = ptq.quantize(model, calibration, recipe, ignored)
         expected = compile_cpu(direct, precision="f32")(probe)[0]
         outputs.append(compile_cpu(one, precision="f32")(probe)[0])
