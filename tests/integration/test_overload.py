@@ -7,8 +7,10 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import grpc
@@ -114,25 +116,50 @@ class _PeakRss:
         self._thread.join()
 
 
-def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_held(store: Path) -> None:
+BURST_BUDGET = 40 << 20  # two messages being read (twice the 8 MiB cap each) fit beside a running request
+T = TypeVar("T")
+
+
+def _large_rows() -> np.ndarray:
+    """2048 Fashion-MNIST rows: 6.4 MB of input per request."""
     inputs, _ = fmnist_arrays()
-    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB of input per request
-    budget = 40 << 20  # two messages being read (twice the 8 MiB cap each) fit beside a running request
-    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
+    return np.concatenate([inputs] * 6)[:2048]
+
+
+def _burst_over_idle(store: Path, warm: Callable[[ServerProcess], T], burst: Callable[[ServerProcess], T],
+                     after: Callable[[ServerProcess], T]) -> tuple[T, T, T, int]:
+    """A server with BURST_BUDGET and an 8 MiB message cap: `warm` it (OpenVINO's buffers for 2048 rows),
+    let it settle, run `burst` while sampling its RSS, then `after`; it must stop cleanly. The three
+    results, and the burst's peak RSS above the settled server's."""
+    server = ServerProcess(store, "--max-inflight-bytes", str(BURST_BUDGET), "--max-message-bytes", str(8 << 20),
                            "--max-batch-size", "2048").start()
     assert server.process is not None
     pid = server.process.pid
     try:
-        warm = asyncio.run(_burst(server.target, _request(rows), 2))  # OpenVINO's buffers for 2048 rows
+        warmed = warm(server)
         time.sleep(1.5)
         idle = _rss(pid)
-        outcomes: list[tuple[str, str]] = []
         with _PeakRss(pid) as rss:
-            for _ in range(3):  # bursts back to back: what one leaves held would refuse the next
-                outcomes += asyncio.run(_burst(server.target, _request(rows), 60))
-        after = asyncio.run(_burst(server.target, _request(rows), 2))
+            burst_result = burst(server)
+        after_result = after(server)
     finally:
         assert server.stop() == 0
+    return warmed, burst_result, after_result, rss.peak - idle
+
+
+def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_held(store: Path) -> None:
+    request = _request(_large_rows())
+
+    def bursts(server: ServerProcess) -> list[tuple[str, str]]:
+        outcomes: list[tuple[str, str]] = []
+        for _ in range(3):  # bursts back to back: what one leaves held would refuse the next
+            outcomes += asyncio.run(_burst(server.target, request, 60))
+        return outcomes
+
+    def two(server: ServerProcess) -> list[tuple[str, str]]:
+        return asyncio.run(_burst(server.target, request, 2))
+
+    warm, outcomes, after, over_idle = _burst_over_idle(store, two, bursts, two)
     codes = [code for code, _ in outcomes]
     assert [code for code, _ in warm] == ["OK", "OK"]
     assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, set(codes)
@@ -140,33 +167,23 @@ def test_a_burst_of_large_requests_stays_within_the_budget_and_leaves_nothing_he
     # Read and parsed before admission (gRPC's unary handler), such bursts took over 600 MiB above
     # idle; admitted before reading, the server stays within its budget plus what gRPC buffers of
     # calls it has not handed over yet (their HTTP/2 flow-control windows).
-    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
+    assert over_idle < BURST_BUDGET + (128 << 20), f"{over_idle / 2**20:.1f} MiB over idle"
     assert [code for code, _ in after] == ["OK", "OK"]
 
 
 def test_an_http_burst_is_refused_before_its_bodies_are_read(store: Path) -> None:
-    inputs, _ = fmnist_arrays()
-    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB bodies
-    budget = 40 << 20
-    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
-                           "--max-batch-size", "2048").start()
-    assert server.process is not None
-    pid = server.process.pid
-    try:
-        warm = asyncio.run(_http_burst(server.http_url, rows, 2))
-        time.sleep(1.5)
-        idle = _rss(pid)
-        with _PeakRss(pid) as rss:
-            outcomes = asyncio.run(_http_burst(server.http_url, rows, 60))
-        after = asyncio.run(_http_burst(server.http_url, inputs[:4], 4))
-    finally:
-        assert server.stop() == 0
+    rows = _large_rows()  # 6.4 MB bodies
+    small = fmnist_arrays()[0][:4]
+    warm, outcomes, after, over_idle = _burst_over_idle(
+        store, lambda server: asyncio.run(_http_burst(server.http_url, rows, 2)),
+        lambda server: asyncio.run(_http_burst(server.http_url, rows, 60)),
+        lambda server: asyncio.run(_http_burst(server.http_url, small, 4)))
     statuses = [status for status, _ in outcomes]
     assert [status for status, _ in warm] == [200, 200]
     assert set(statuses) == {200, 429}, set(statuses)
     assert all("--max-inflight-bytes" in text for status, text in outcomes if status == 429)
     # Read before admission, the 60 bodies (384 MB) and their decoded copies were all in memory at once.
-    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
+    assert over_idle < BURST_BUDGET + (128 << 20), f"{over_idle / 2**20:.1f} MiB over idle"
     assert [status for status, _ in after] == [200] * 4  # nothing stays held after the burst
 
 
@@ -195,26 +212,15 @@ def _stream_burst(target: str, request: pb.ModelInferRequest, streams: int, each
 
 def test_a_burst_of_large_streamed_requests_is_admitted_before_reading(store: Path) -> None:
     """ModelStreamInfer's messages wait for the byte budget unread, as ModelInfer's do."""
-    inputs, _ = fmnist_arrays()
-    rows = np.concatenate([inputs] * 6)[:2048]  # 6.4 MB per request
-    budget = 40 << 20
-    server = ServerProcess(store, "--max-inflight-bytes", str(budget), "--max-message-bytes", str(8 << 20),
-                           "--max-batch-size", "2048").start()
-    assert server.process is not None
-    pid = server.process.pid
-    try:
-        warm = _stream_burst(server.target, _request(rows), 1, 2)
-        time.sleep(1.5)
-        idle = _rss(pid)
-        with _PeakRss(pid) as rss:
-            outcomes = _stream_burst(server.target, _request(rows), 60, 2)
-        after = _stream_burst(server.target, _request(inputs[:4]), 2, 4)
-    finally:
-        assert server.stop() == 0
+    large, small = _request(_large_rows()), _request(fmnist_arrays()[0][:4])
+    warm, outcomes, after, over_idle = _burst_over_idle(
+        store, lambda server: _stream_burst(server.target, large, 1, 2),
+        lambda server: _stream_burst(server.target, large, 60, 2),
+        lambda server: _stream_burst(server.target, small, 2, 4))
     assert warm == ["OK", "OK"]
     assert set(outcomes) == {"OK", "RESOURCE_EXHAUSTED"}, set(outcomes)
     # Read before admission, each stream's first message (60 x 6.4 MB) and its parsed copy were in memory at once.
-    assert rss.peak - idle < budget + (128 << 20), f"{(rss.peak - idle) / 2**20:.1f} MiB over idle"
+    assert over_idle < BURST_BUDGET + (128 << 20), f"{over_idle / 2**20:.1f} MiB over idle"
     assert after == ["OK"] * 8  # nothing stays held after the burst
 
 
