@@ -115,7 +115,7 @@ class ModelsServicer(pb_grpc.ModelsServicer):
             scores = dict(metric=acc.metric, float_score=acc.float, int8_score=acc.final, budget_met=acc.met) if acc else {}
             info.versions.add(version=version.version, loaded=version.version in loaded, **scores,
                               report_json=json.dumps(report), held_reason=version.held() or "",
-                              served_ir=version.served_ir, ir_choice=str((version.serve_choice() or {}).get("why", "")),
+                              served_ir=version.served_ir, ir_choice=version.serve_reason,
                               has_float_ir=version.has_float)
         return info
 

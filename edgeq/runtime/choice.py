@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgeq.errors import FailedPrecondition, InvalidArgument
-from edgeq.store.repository import FLOAT_FILES, MODEL_FILES, REPORT
+from edgeq.store.repository import FLOAT_FILES, MODEL_FILES, REPORT, has_float_ir
 
 Mode = Literal["measure", "int8", "float", "none"]  # none: serve INT8, measure nothing
 DYNAMIC_LENGTH = 128  # size given to a dynamic non-batch dimension (tokens): edgeq's default max_length
@@ -83,7 +83,7 @@ def choose(folder: Path, mode: Mode = "measure", seconds: float = 1.0, rounds: i
 
     if mode not in ("measure", "int8", "float", "none"):
         raise InvalidArgument(f"choice {mode!r}: measure, int8, float or none")
-    has_float = all((folder / name).is_file() for name in FLOAT_FILES)
+    has_float = has_float_ir(folder)
     try:
         report = json.loads((folder / REPORT).read_text())
     except (OSError, ValueError):

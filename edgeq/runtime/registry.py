@@ -184,7 +184,7 @@ class ModelRegistry:
         properties["infer_requests"] = str(engine.slots)
         properties["static_batch_one"] = str(single is not None).lower()
         properties["ir"] = info.served_ir  # int8 or float, and why: shown in ModelConfig's parameters
-        properties["ir_choice"] = str((info.serve_choice() or {}).get("why", "no choice recorded: INT8"))
+        properties["ir_choice"] = info.serve_reason or "no choice recorded: INT8"
         loaded = LoadedVersion(info.name, info.version, compiled, engine, _tensor_specs(compiled.inputs), outputs,
                                stats, properties)
         log.info("loaded %s version %d (%s)", info.name, info.version,

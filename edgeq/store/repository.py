@@ -88,6 +88,11 @@ def verify_manifest(directory: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
+def has_float_ir(directory: Path) -> bool:
+    """Whether the version in `directory` (published or staged) carries its float IR."""
+    return all((directory / name).is_file() for name in FLOAT_FILES)
+
+
 def check_float_pair(directory: Path) -> None:
     """A float IR is both its files or neither: half of one is a broken version."""
     present = [name for name in FLOAT_FILES if (directory / name).is_file()]
@@ -135,12 +140,17 @@ class VersionInfo:
 
     @property
     def has_float(self) -> bool:
-        return all((self.path / name).is_file() for name in FLOAT_FILES)
+        return has_float_ir(self.path)
 
     def serve_choice(self) -> dict[str, Any] | None:
         """What this store decided to serve, and why (the manifest's `serve`; None: nothing decided)."""
         choice = self.manifest().get(SERVE)
         return dict(choice) if isinstance(choice, dict) else None
+
+    @property
+    def serve_reason(self) -> str:
+        """Why `served_ir`: the recorded choice's reason ("" when nothing was decided: INT8)."""
+        return str((self.serve_choice() or {}).get("why", ""))
 
     @property
     def served_ir(self) -> str:
