@@ -115,6 +115,11 @@ def front(rows: list[PlanRow]) -> None:
             and (other.speedup_vs_default > row.speedup_vs_default or other.score > row.score) for other in rows)
 
 
+def held_reason(precision: str) -> str:
+    """Why a version whose best plan is not faster than the float default is held back."""
+    return f"no INT8 plan beats {precision} on this CPU"
+
+
 def choose(rows: list[PlanRow], precision: str, budget: Budget) -> tuple[PlanRow, bool, str]:
     """The chosen INT8 plan, whether it beats the float default, and why it won."""
     int8 = [row for row in rows if row.plan != FLOAT_DEFAULT]
@@ -134,7 +139,7 @@ def choose(rows: list[PlanRow], precision: str, budget: Budget) -> tuple[PlanRow
         why = f"no plan meets the budget: {best.plan} is the most accurate (drop {best.drop:.4f}), the fallback continues from it"
     beats = best.speedup_vs_default > 1.0
     if not beats:
-        why = f"no INT8 plan beats {precision} on this CPU: {why}"
+        why = f"{held_reason(precision)}: {why}"
     best.chosen = True
     return best, beats, why
 

@@ -65,11 +65,9 @@ def compare(float_model: ov.Model, int8_model: ov.Model, input_shape: tuple[int,
     compiled_tp = {k: compile_cpu(m, precision=p, hint="THROUGHPUT") for k, (m, p) in variants.items()}
     compiled_lat = {k: compile_cpu(m, precision=p, hint="LATENCY") for k, (m, p) in variants.items()}
     default_precision = compiled_tp["float_default"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    rng = np.random.default_rng(0)
     results = SpeedSection({}, default_precision, settings.rounds, settings.seconds_per_round)
     for batch_size in settings.batch_sizes:
-        batch = (feed.repeat(example, batch_size) if example is not None
-                 else {0: rng.standard_normal((batch_size, *input_shape)).astype(np.float32)})
+        batch = random_batch(input_shape, batch_size, example)
         tps: dict[str, list[float]] = {k: [] for k in variants}
         lats: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(settings.rounds):

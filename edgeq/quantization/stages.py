@@ -385,7 +385,7 @@ def speed(ctx: Context) -> tuple[SpeedSection | None, SpeedGate | None]:
     forced = request.options.force_promote
     planned, reason = ctx.planned, None
     if planned and not planned.section.beats_float:  # the plans' own timing decides: held, with its reason
-        met, reason = False, planned.section.reason.split(":")[0]
+        met, reason = False, plans.held_reason(planned.section.float_default_precision)
         ctx.warnings.append(f"{planned.section.reason}; " + ("served anyway (forced)" if forced else
                             "stored but not served: promote it with `edgeq models promote` or quantize with --force"))
     return measured, SpeedGate(request.options.min_speedup, speedup, met, forced, met or forced, reason)
