@@ -56,7 +56,7 @@ _BUILTIN = {
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # layernorm | softmax | attention | head | a layer group (groups.GROUPS) | type | name | subgraph
+    kind: str  # layernorm | softmax | attention | head | a layer group (LAYER_GROUPS) | type | name | subgraph
     value: str = ""
     reason: str = ""
 
@@ -195,7 +195,7 @@ def resolve(model: ov.Model, rules: list[Rule]) -> list[RuleMatch]:
             fused = sum(op.get_type_name() == "ScaledDotProductAttention" for op in ops)
             match.note = f"{fused} fused attention op(s), {len(match.nodes) - fused} activation x activation MatMul(s)"
         elif rule.kind == "head":
-            match.nodes = _output_layers(model)
+            match.nodes = output_layers(model)
             match.note = f"{len(match.nodes)} layer(s) computing an output"
         elif rule.kind in LAYER_GROUPS:
             if layer_groups is None:
@@ -224,10 +224,6 @@ def layernorm_nodes(model: ov.Model) -> set[str]:
 
 
 def output_layers(model: ov.Model) -> list[str]:
-    return _output_layers(model)
-
-
-def _output_layers(model: ov.Model) -> list[str]:
     """Weighted layers whose output reaches a model output through single-input ops only (bias add,
     reshape, activation). A residual Add or a normalisation by the output's own norm has two
     activation inputs and ends the walk: a backbone's last block is not its head."""
@@ -235,10 +231,10 @@ def _output_layers(model: ov.Model) -> list[str]:
     for result in model.get_results():
         node = result.input_value(0).get_node()
         for _ in range(8):
-            if node.get_type_name() in QUANTIZABLE_TYPES and any(_is_weight(v.get_node()) for v in node.input_values()):
+            if node.get_type_name() in QUANTIZABLE_TYPES and any(is_weight(v.get_node()) for v in node.input_values()):
                 found.add(node.get_friendly_name())
                 break
-            activations = [v.get_node() for v in node.input_values() if not _is_weight(v.get_node())]
+            activations = [v.get_node() for v in node.input_values() if not is_weight(v.get_node())]
             if len(activations) != 1:
                 break
             node = activations[0]
@@ -250,18 +246,14 @@ def is_attention(op: Any) -> bool:
     return bool(op.get_type_name() == "ScaledDotProductAttention") or _activation_matmul(op)
 
 
-def is_weight(node: Any) -> bool:
-    return _is_weight(node)
-
-
 def _activation_matmul(op: Any) -> bool:
     """Q x K^T and scores x V in unfused attention: a MatMul with no weight (constant) input."""
     if op.get_type_name() != "MatMul":
         return False
-    return not any(_is_weight(value.get_node()) for value in op.input_values())
+    return not any(is_weight(value.get_node()) for value in op.input_values())
 
 
-def _is_weight(node: Any) -> bool:
+def is_weight(node: Any) -> bool:
     """A Constant, possibly behind Convert/Reshape/Transpose (how IR stores compressed weights)."""
     while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze"):
         node = node.input_value(0).get_node()
